@@ -1,0 +1,41 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   the main job end to end on the embedded default (DirectRunner, local disk)
+#   make test   the test suite (what .ci/run calls)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+RUNS   ?= runs/demo
+
+.PHONY: setup system test demo bench lint clean
+
+setup: $(STAMP) system
+
+$(STAMP): requirements.txt requirements-dev.txt setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+# ffmpeg/ffprobe: museval needs them on PATH, and vsep falls back to ffmpeg
+# for formats libsndfile cannot read.
+system:
+	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends ffmpeg; }
+
+test: setup
+	$(BIN)/python -m pytest tests -ra
+
+demo: setup
+	$(BIN)/vsep demo --workdir $(RUNS)
+
+bench: setup
+	$(BIN)/python benchmarks/bench_prepare.py
+
+lint: setup
+	$(BIN)/ruff check vsep beam_jobs tuner tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs build dist *.egg-info

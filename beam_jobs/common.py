@@ -1,0 +1,67 @@
+"""What every vsep Beam job shares: options, runner choice and counter reports."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+NAMESPACE = "vsep"
+log = logging.getLogger("vsep")
+
+
+def pipeline_options(beam_args: Sequence[str]):
+    """Beam options from the arguments vsep did not consume.
+
+    The local runner is named explicitly (``DirectRunner``) unless ``--runner``
+    is given: Beam's default may try to download a runner binary.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+    args = list(beam_args)
+    if not any(a == "--runner" or a.startswith("--runner=") for a in args):
+        args.append("--runner=DirectRunner")
+    options = PipelineOptions(args)
+    # Workers (local processes or Dataflow VMs) unpickle DoFns that refer to
+    # module-level names; save_main_session is not needed because the code
+    # lives in installed packages (vsep, beam_jobs) shipped by setup.py.
+    options.view_as(SetupOptions).save_main_session = False
+    return options
+
+
+def counter(name: str):
+    from apache_beam.metrics import Metrics
+
+    return Metrics.counter(NAMESPACE, name)
+
+
+def counters(result) -> dict[str, int]:
+    """Committed (or attempted) values of the job's vsep counters, by name."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    out: dict[str, int] = {}
+    query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+    for c in query["counters"]:
+        value = c.committed if c.committed is not None else c.attempted
+        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(value or 0)
+    return dict(sorted(out.items()))
+
+
+def print_counters(job: str, values: dict[str, int], stream=sys.stdout) -> None:
+    """One line per counter, e.g. ``prepare  windows_written  1234``."""
+    width = max((len(k) for k in values), default=0)
+    for k, v in values.items():
+        print(f"{job}  {k:<{width}}  {v}", file=stream)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("vsep").setLevel(logging.INFO)
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--verbose", action="store_true", help="log Beam's progress too")

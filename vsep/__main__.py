@@ -1,0 +1,5 @@
+import sys
+
+from vsep.cli import main
+
+sys.exit(main())

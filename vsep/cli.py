@@ -1,0 +1,50 @@
+"""The ``vsep`` command: one entry point, one subcommand per stage.
+
+Each subcommand's options are declared once, by the module that runs it; this
+file only dispatches, and imports nothing heavy, so ``vsep --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Sequence
+
+# name -> (module with main(argv) -> int, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "collect": ("beam_jobs.collect", "recordings (manifest, folders; local, gs://, http) -> data lake"),
+    "prepare": ("beam_jobs.prepare", "data lake -> LUFS-normalised mixtures as sharded TFRecords"),
+    "demo": ("vsep.demo", "the whole pipeline end to end on the embedded default data"),
+}
+
+USAGE = "usage: vsep [-h] [--version] COMMAND [options]\n"
+
+
+def _help() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = [USAGE, "Pull one known speaker's voice out of real recordings.", "", "commands:"]
+    lines += [f"  {n:<{width}}  {h}" for n, (_, h) in COMMANDS.items()]
+    lines += ["", "Run 'vsep COMMAND --help' for the options of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_help())
+        return 0 if args else 2
+    if args[0] == "--version":
+        from vsep import __version__
+
+        print(f"vsep {__version__}")
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"vsep: error: unknown command {name!r} (choose from {', '.join(COMMANDS)})", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Configuration as data: frozen dataclasses, serialised to JSON, never pickled.
+
+Every option a command exposes is declared once, as a dataclass field with a
+``help`` entry in its metadata. :func:`add_arguments` turns those fields into
+``argparse`` options (``--window-s``), :func:`from_namespace` reads them back,
+and :func:`save` / :func:`load` write the resolved config next to the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+CONFIG_VERSION = 1
+
+
+def opt(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - argparse's word
+    """A dataclass field with a help text for the command line."""
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples for sequence defaults: configs are frozen")
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """How raw recordings become clean per-speaker clips in the lake."""
+
+    sample_rate: int = opt(16000, "sample rate of the lake, in Hz")
+    trim_db: float = opt(
+        45.0, "trim leading/trailing audio quieter than this many dB below the clip's peak"
+    )
+    min_duration_s: float = opt(0.5, "clips shorter than this after trimming are rejected")
+    http_timeout_s: float = opt(60.0, "timeout of one http(s) download, in seconds")
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """How lake clips become windows, mixtures and TFRecord shards."""
+
+    target: str = opt("trump", "name of the target speaker (a folder or manifest speaker)")
+    sample_rate: int = opt(16000, "sample rate of the mixtures; must match the lake's")
+    window_s: float = opt(4.0, "length of one training window, in seconds")
+    hop_s: float = opt(4.0, "hop between target windows, in seconds")
+    min_window_s: float = opt(
+        1.0, "target clips or clip tails at least this long are zero-padded to a window; shorter are dropped"
+    )
+    loudness: str = opt("lufs", "source normalisation: 'lufs' or 'peak'", choices=("lufs", "peak"))
+    lufs_target: float = opt(-23.0, "loudness every source is normalised to, in LUFS")
+    peak_target_db: float = opt(-3.0, "peak level in 'peak' mode, in dBFS")
+    silence_lufs: float = opt(-50.0, "windows quieter than this (LUFS) count as silent")
+    tir_db: tuple[float, float] = opt(
+        (-5.0, 5.0), "target-to-interference ratio range in dB (uniform)"
+    )
+    snr_db: tuple[float, float] = opt(
+        (0.0, 10.0), "other-speech-to-noise ratio range in dB for 'both' mixtures"
+    )
+    mixtures_per_window: int = opt(2, "number of mixtures made from each target window")
+    kind_weights: tuple[float, float, float, float, float] = opt(
+        (0.35, 0.2, 0.3, 0.075, 0.075),
+        "weights of the mixture kinds speech, noise, both, target-only, other-only",
+    )
+    reverb_prob: float = opt(0.0, "probability of convolving the target with a room response")
+    max_clip_peak: float = opt(0.99, "mixtures louder than this peak are scaled down with their sources")
+    seed: int = opt(0, "seed of every random choice; a run is reproducible from it")
+    split_fractions: tuple[float, float, float] = opt(
+        (0.8, 0.1, 0.1), "fractions of recordings in train, val, test"
+    )
+    split_other_by: str = opt(
+        "speaker",
+        "split non-target speech by 'speaker' (no speaker in two splits) or 'recording'",
+        choices=("speaker", "recording"),
+    )
+    num_shards: int = opt(4, "number of train shards (val and test get a quarter, at least 1)")
+    compression: str = opt("gzip", "TFRecord compression: 'gzip' or 'none'", choices=("gzip", "none"))
+
+    @property
+    def window(self) -> int:
+        """Window length in samples."""
+        return int(round(self.window_s * self.sample_rate))
+
+    @property
+    def min_window(self) -> int:
+        """Shortest target audio, in samples, that still makes a window."""
+        return int(round(self.min_window_s * self.sample_rate))
+
+    @property
+    def hop(self) -> int:
+        """Hop between target windows in samples."""
+        return int(round(self.hop_s * self.sample_rate))
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with one clear line for an impossible setting."""
+        if self.window_s < 0.4:
+            raise ValueError("window_s must be at least 0.4 s (the loudness meter's block)")
+        if not 0.4 <= self.min_window_s <= self.window_s:
+            raise ValueError("min_window_s must lie between 0.4 s and window_s")
+        if self.hop_s <= 0:
+            raise ValueError("hop_s must be positive")
+        if self.mixtures_per_window < 1:
+            raise ValueError("mixtures_per_window must be at least 1")
+        if min(self.kind_weights) < 0 or sum(self.kind_weights) <= 0:
+            raise ValueError("kind_weights must be non-negative with a positive sum")
+        if abs(sum(self.split_fractions) - 1.0) > 1e-6 or min(self.split_fractions) < 0:
+            raise ValueError("split_fractions must be non-negative and sum to 1")
+        for name in ("tir_db", "snr_db"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"{name}: low end {lo} is above high end {hi}")
+        if not self.target:
+            raise ValueError("target speaker name is empty")
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build ``cls`` from a dict, coercing lists to tuples; unknown keys are an error."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _coerce(hints[k], v) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        return from_dict(hint, value)
+    if origin is tuple and isinstance(value, (list, tuple)):
+        args = typing.get_args(hint)
+        return tuple(_coerce(args[0] if args else Any, v) for v in value)
+    if hint is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def dumps(cfg: Any) -> str:
+    """JSON text of a config, with its class name and the config format version."""
+    return json.dumps(
+        {"config": type(cfg).__name__, "version": CONFIG_VERSION, **to_dict(cfg)},
+        indent=2,
+        sort_keys=True,
+    )
+
+
+def loads(cls: type[T], text: str) -> T:
+    """Parse JSON written by :func:`dumps` (or a plain dict of fields)."""
+    data = json.loads(text)
+    kind = data.pop("config", cls.__name__)
+    version = data.pop("version", CONFIG_VERSION)
+    if kind != cls.__name__:
+        raise ValueError(f"config is a {kind}, expected {cls.__name__}")
+    if version > CONFIG_VERSION:
+        raise ValueError(f"config version {version} is newer than this vsep ({CONFIG_VERSION})")
+    return from_dict(cls, data)
+
+
+# ---------------------------------------------------------------- argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Declare one ``--option`` per field of ``cls`` (defaults come from ``cls``)."""
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(cls.__name__)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        hint = hints[f.name]
+        kw: dict[str, Any] = {"dest": f.name, "default": None}
+        help_text = f.metadata.get("help", "")
+        kw["help"] = f"{help_text} (default: {_show(f.default)})"
+        if typing.get_origin(hint) is tuple:
+            kw["type"] = float
+            kw["nargs"] = len(typing.get_args(hint))
+            kw["metavar"] = "X"
+        elif hint is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = hint
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        group.add_argument(flag, **kw)
+
+
+def _show(v: Any) -> str:
+    return " ".join(str(x) for x in v) if isinstance(v, tuple) else str(v)
+
+
+def from_namespace(cls: type[T], ns: argparse.Namespace, base: T | None = None) -> T:
+    """Config from parsed options: fields given on the command line override ``base``."""
+    cfg = base if base is not None else cls()
+    given = {
+        f.name: getattr(ns, f.name)
+        for f in dataclasses.fields(cls)
+        if getattr(ns, f.name, None) is not None
+    }
+    hints = typing.get_type_hints(cls)
+    return dataclasses.replace(cfg, **{k: _coerce(hints[k], v) for k, v in given.items()})
