@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import sys
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import apache_beam as beam
 

@@ -22,7 +22,7 @@ import shutil
 import sys
 import uuid
 from collections import OrderedDict
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -351,7 +351,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
     if not any(c.speaker == cfg.target and c.kind == "speech" for c in clips):
         speakers = sorted({e.speaker for e in entries if e.kind == "speech"})
         raise ValueError(f"target speaker {cfg.target!r} is not in the lake (it has {len(speakers)} speakers)")
-    run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     staging = storage.join(args.output, "_staging", run_id)
     with beam.Pipeline(options=pipeline_options(beam_args)) as p:
         _ = p | "LakeIndex" >> beam.Create(entries) | "Prepare" >> Prepare(args.lake, staging, cfg)

@@ -68,7 +68,7 @@ class LakeEntry:
         return json.dumps({**dataclasses.asdict(self), "duration_s": round(self.duration_s, 4)})
 
     @classmethod
-    def from_json(cls, line: str) -> "LakeEntry":
+    def from_json(cls, line: str) -> LakeEntry:
         data = json.loads(line)
         data.pop("duration_s", None)
         return cls(**data)

@@ -1,0 +1,47 @@
+"""Where the tests find real audio, and small real-audio corpora built from it.
+
+The real recordings live in ``../shared/data`` beside the project (or
+``$VSEP_DATA``); tests that need them skip with a clear reason when absent.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("VSEP_DATA") or ROOT.parent / "shared" / "data")
+HAVE_DATA = (DATA / "speakers").is_dir()
+needs_data = pytest.mark.skipif(
+    not HAVE_DATA, reason=f"real audio not found at {DATA} (set VSEP_DATA or put shared/data beside the project)"
+)
+
+TARGET = "trump"
+
+
+def small_corpus(dest: Path) -> Path:
+    """Copy a few real recordings into ``dest`` laid out as speakers/, noise/, rir/.
+
+    Trump: 8 quotes (5-17 s) and 3 short phrases; others: 8 LibriSpeech
+    readers and the Biden clips; noise: babble and ambient; one room response.
+    """
+    spk = DATA / "speakers"
+    picks = {
+        f"speakers/{TARGET}": sorted(spk.joinpath(TARGET).glob("quotes_*"))[:8]
+        + sorted(spk.joinpath(TARGET).glob("phrases_*"))[:3],
+        "speakers/biden": sorted(spk.joinpath("biden").glob("*")),
+        "noise/babble": sorted((DATA / "noise" / "babble").glob("*"))[:4],
+        "noise/ambient": sorted((DATA / "noise" / "ambient").glob("*"))[:5],
+        "rir/rir": sorted((DATA / "rir").glob("*"))[:1],
+    }
+    for d in sorted(p for p in spk.iterdir() if p.name.startswith("libri-"))[:8]:
+        picks[f"speakers/{d.name}"] = sorted(d.glob("*"))[:2]
+    for rel, files in picks.items():
+        out = dest / rel
+        out.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copy(f, out / f.name)
+    return dest
