@@ -20,7 +20,15 @@ from collections.abc import Iterable, Sequence
 
 import apache_beam as beam
 
-from beam_jobs.common import add_common, counter, counters, pipeline_options, print_counters, setup_logging
+from beam_jobs.common import (
+    add_common,
+    counter,
+    counters,
+    pipeline_options,
+    print_counters,
+    setup_logging,
+    write_sorted_lines,
+)
 from vsep import config, lake, storage
 from vsep.audio import AudioError
 from vsep.config import CollectConfig
@@ -73,10 +81,6 @@ class DecodeAndStoreFn(beam.DoFn):
         return beam.pvalue.TaggedOutput(DecodeAndStoreFn.ERRORS, line)
 
 
-def _sorted_lines(lines: list[str]) -> list[str]:
-    return sorted(lines)
-
-
 class Collect(beam.PTransform):
     """PCollection[ManifestRow] -> ``index.jsonl`` and ``errors.jsonl`` in the lake."""
 
@@ -99,20 +103,9 @@ class Collect(beam.PTransform):
             | "OnePerRecording" >> beam.CombinePerKey(min)  # same bytes listed twice
             | "DropKeys" >> beam.Values()
         )
-        _write_sorted(index, storage.join(self.lake_root, "index"), "Index")
-        _write_sorted(results[DecodeAndStoreFn.ERRORS], storage.join(self.lake_root, "errors"), "Errors")
+        write_sorted_lines(index, storage.join(self.lake_root, "index"), "Index")
+        write_sorted_lines(results[DecodeAndStoreFn.ERRORS], storage.join(self.lake_root, "errors"), "Errors")
         return results
-
-
-def _write_sorted(lines, prefix: str, label: str) -> None:
-    """Write a small PCollection of lines, sorted, as one ``<prefix>.jsonl`` file."""
-    (
-        lines
-        | f"Gather{label}" >> beam.combiners.ToList()
-        | f"Sort{label}" >> beam.FlatMap(_sorted_lines)
-        | f"Write{label}"
-        >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl", shard_name_template="", num_shards=1)
-    )
 
 
 # ------------------------------------------------------------ entry point

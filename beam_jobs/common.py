@@ -65,3 +65,19 @@ def setup_logging(verbose: bool = False) -> None:
 
 def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="log Beam's progress too")
+
+
+def write_sorted_lines(lines, prefix: str, label: str):
+    """Write a small PCollection of text lines, sorted, as one ``<prefix>.jsonl`` file.
+
+    Sorting makes re-runs byte-identical; the file exists (empty) when there are no lines.
+    """
+    import apache_beam as beam
+
+    return (
+        lines
+        | f"Gather{label}" >> beam.combiners.ToList()
+        | f"Sort{label}" >> beam.FlatMap(sorted)
+        | f"Write{label}"
+        >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl", shard_name_template="", num_shards=1)
+    )

@@ -27,7 +27,15 @@ from collections.abc import Iterable, Sequence
 import apache_beam as beam
 import numpy as np
 
-from beam_jobs.common import add_common, counter, counters, pipeline_options, print_counters, setup_logging
+from beam_jobs.common import (
+    add_common,
+    counter,
+    counters,
+    pipeline_options,
+    print_counters,
+    setup_logging,
+    write_sorted_lines,
+)
 from vsep import config, lake, mixing, schema, storage
 from vsep.audio import AudioError
 from vsep.config import PrepareConfig
@@ -35,6 +43,7 @@ from vsep.storage import StorageError
 
 log = logging.getLogger("vsep.prepare")
 MANIFEST = "manifest.json"
+ERRORS = "errors"
 
 
 def with_split(entry: lake.LakeEntry, cfg: PrepareConfig) -> mixing.PoolClip:
@@ -99,6 +108,7 @@ class WindowFn(beam.DoFn):
         except (StorageError, AudioError) as e:
             self.read_failures.inc()
             log.warning("skipped %s: %s", clip.clip, e)
+            yield beam.pvalue.TaggedOutput(ERRORS, json.dumps({"clip": clip.clip, "error": str(e)}))
             return
         self.clips_read.inc()
         starts = mixing.window_starts(len(x), self.cfg.window, self.cfg.hop, self.cfg.min_window)
@@ -237,11 +247,15 @@ class Prepare(beam.PTransform):
         cfg = self.cfg
         clips = entries | "AssignSplit" >> beam.Map(with_split, cfg)
         pool = clips | "InterferencePool" >> beam.Filter(lambda c: c.speaker != cfg.target)
-        examples = (
+        windows = (
             clips
             | "TargetClips" >> beam.Filter(lambda c: c.speaker == cfg.target and c.kind == "speech")
             | "SpreadClips" >> beam.Reshuffle()
-            | "CutWindows" >> beam.ParDo(WindowFn(self.lake_root, cfg))
+            | "CutWindows" >> beam.ParDo(WindowFn(self.lake_root, cfg)).with_outputs(ERRORS, main="windows")
+        )
+        write_sorted_lines(windows[ERRORS], storage.join(self.staging, ERRORS), "Errors")
+        examples = (
+            windows.windows
             | "SpreadWindows" >> beam.Reshuffle()
             | "Mix"
             >> beam.ParDo(MixFn(self.lake_root, cfg), pool=beam.pvalue.AsList(pool)).with_outputs(*mixing.SPLITS)
@@ -283,6 +297,10 @@ def commit(staging: str, output: str, manifest: dict) -> dict[str, list[str]]:
         names = [u.rsplit("/", 1)[-1] for u in new]
         storage.rename(new, [storage.join(output, name) for name in names])
         shards[split] = names
+    errors = storage.join(staging, f"{ERRORS}.jsonl")
+    storage.delete([storage.join(output, f"{ERRORS}.jsonl")])
+    if storage.exists(errors):
+        storage.rename([errors], [storage.join(output, f"{ERRORS}.jsonl")])
     storage.write_text(manifest_uri, json.dumps({**manifest, "shards": shards}, indent=2, sort_keys=True))
     remove_tree(staging)
     return shards

@@ -201,3 +201,19 @@ def test_lake_index_matches_clips(lake_dir):
     for e in entries[:10]:
         x = lake.load_clip(str(lake_dir), e)
         assert len(x) == e.num_samples and e.sample_rate == 16000
+
+
+def test_corrupt_lake_clip_is_listed_and_skipped(lake_dir, tmp_path):
+    import shutil
+
+    from beam_jobs import prepare
+
+    broken = tmp_path / "lake"
+    shutil.copytree(lake_dir, broken)
+    victim = [e for e in lake.read_index(str(broken)) if e.speaker == TARGET][0]
+    (broken / victim.clip).write_bytes(b"fLaC" + b"\x00" * 50)
+    out = tmp_path / "out"
+    manifest = prepare.run(["--lake", str(broken), "--output", str(out), *PREP_ARGS])
+    errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
+    assert [e["clip"] for e in errors] == [victim.clip]
+    assert manifest["counters"]["read_failures"] == 1 and sum(manifest["counts"].values()) > 0
