@@ -48,8 +48,9 @@ def counters(result) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def print_counters(job: str, values: dict[str, int], stream=sys.stdout) -> None:
+def print_counters(job: str, values: dict[str, int], stream=None) -> None:
     """One line per counter, e.g. ``prepare  windows_written  1234``."""
+    stream = stream or sys.stdout
     width = max((len(k) for k in values), default=0)
     for k, v in values.items():
         print(f"{job}  {k:<{width}}  {v}", file=stream)

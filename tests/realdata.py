@@ -6,8 +6,11 @@ The real recordings live in ``../shared/data`` beside the project (or
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import shutil
+import struct
 from pathlib import Path
 
 import pytest
@@ -45,3 +48,28 @@ def small_corpus(dest: Path) -> Path:
         for f in files:
             shutil.copy(f, out / f.name)
     return dest
+
+
+def records(data: bytes, gzipped: bool) -> list[bytes]:
+    """Records of one TFRecord file's bytes (CRCs not checked): no TensorFlow needed."""
+    data = gzip.decompress(data) if gzipped else data
+    out, pos = [], 0
+    while pos < len(data):
+        (length,) = struct.unpack("<Q", data[pos : pos + 8])
+        out.append(data[pos + 12 : pos + 12 + length])
+        pos += 12 + length + 4
+    return out
+
+
+def examples_of(output) -> list[dict]:
+    """Every example of a prepared data set (local folder or ``gs://`` prefix), decoded."""
+    from vsep import schema, storage
+
+    output = str(output)
+    manifest = json.loads(storage.read_text(storage.join(output, "manifest.json")))
+    out = []
+    for names in manifest["shards"].values():
+        for name in names:
+            blob = storage.read_bytes(storage.join(output, name))
+            out += [schema.decode(r) for r in records(blob, name.endswith(".gz"))]
+    return out

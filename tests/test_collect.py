@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from realdata import DATA, TARGET, needs_data
 
 from vsep import lake
+
+from realdata import DATA, TARGET, needs_data
 
 pytestmark = needs_data
 

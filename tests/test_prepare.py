@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-import struct
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
-from realdata import TARGET, needs_data, small_corpus
 
 from vsep import lake, mixing, schema
 from vsep.config import PrepareConfig
+
+from realdata import TARGET, examples_of, needs_data, small_corpus
 
 pytestmark = needs_data
 
@@ -22,28 +21,6 @@ PREP_ARGS = [
     "--target", TARGET, "--window-s", "2.0", "--hop-s", "2.0", "--mixtures-per-window", "3",
     "--split-fractions", "0.5", "0.25", "0.25", "--num-shards", "4", "--reverb-prob", "0.3",
 ]
-
-
-def read_records(path: str) -> list[bytes]:
-    """Records of one TFRecord file (gzip or plain), CRCs not checked: no TF needed."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    out, pos = [], 0
-    while pos < len(data):
-        (length,) = struct.unpack("<Q", data[pos : pos + 8])
-        out.append(data[pos + 12 : pos + 12 + length])
-        pos += 12 + length + 4
-    return out
-
-
-def examples_of(output: Path) -> list[dict]:
-    manifest = json.loads((output / "manifest.json").read_text())
-    out = []
-    for names in manifest["shards"].values():
-        for name in names:
-            out += [schema.decode(r) for r in read_records(str(output / name))]
-    return out
 
 
 @pytest.fixture(scope="module")

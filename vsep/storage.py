@@ -43,6 +43,13 @@ def _fs():
     return FileSystems
 
 
+def _raw():
+    """Beam's 'no compression' flag: bytes in are bytes stored, even for ``*.gz`` names."""
+    from apache_beam.io.filesystem import CompressionTypes
+
+    return CompressionTypes.UNCOMPRESSED
+
+
 def read_bytes(uri: str, timeout_s: float = 60.0, retries: int = 3) -> bytes:
     """The whole content of ``uri``; raises :class:`StorageError` with one line."""
     if is_http(uri):
@@ -54,7 +61,7 @@ def read_bytes(uri: str, timeout_s: float = 60.0, retries: int = 3) -> bytes:
         except OSError as e:
             raise StorageError(f"{uri}: {e.strerror or e}") from None
     try:
-        with _fs().open(uri) as f:
+        with _fs().open(uri, compression_type=_raw()) as f:
             return f.read()
     except Exception as e:  # noqa: BLE001 - Beam wraps client errors variously
         raise StorageError(f"{uri}: {_one_line(e)}") from None
@@ -92,7 +99,7 @@ def write_bytes(uri: str, data: bytes) -> None:
             f.write(data)
         os.replace(tmp, uri)
         return
-    with _fs().create(uri) as f:
+    with _fs().create(uri, compression_type=_raw()) as f:
         f.write(data)
 
 
