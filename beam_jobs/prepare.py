@@ -39,10 +39,10 @@ from beam_jobs.common import (
 from vsep import config, lake, mixing, schema, storage
 from vsep.audio import AudioError
 from vsep.config import PrepareConfig
+from vsep.manifest import MANIFEST
 from vsep.storage import StorageError
 
 log = logging.getLogger("vsep.prepare")
-MANIFEST = "manifest.json"
 ERRORS = "errors"
 
 
@@ -315,16 +315,6 @@ def remove_tree(uri: str) -> None:
     parent = os.path.dirname(uri.rstrip("/"))
     if os.path.basename(parent) == "_staging" and not os.listdir(parent):
         os.rmdir(parent)
-
-
-def read_manifest(output: str) -> dict:
-    """The manifest of a prepared data set, with absolute shard URIs per split."""
-    uri = storage.join(output, MANIFEST)
-    if not storage.exists(uri):
-        raise FileNotFoundError(f"{uri}: no prepared data set (run 'vsep prepare' first)")
-    m = json.loads(storage.read_text(uri))
-    m["files"] = {s: [storage.join(output, n) for n in names] for s, names in m["shards"].items()}
-    return m
 
 
 # ------------------------------------------------------------ entry point

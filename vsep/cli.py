@@ -14,6 +14,9 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("beam_jobs.collect", "recordings (manifest, folders; local, gs://, http) -> data lake"),
     "prepare": ("beam_jobs.prepare", "data lake -> LUFS-normalised mixtures as sharded TFRecords"),
+    "train": ("vsep.train", "prepared TFRecords -> a separation model (resumable)"),
+    "separate": ("vsep.separate", "recordings -> <target>.wav and rest.wav per input"),
+    "export": ("vsep.export", "a model -> a SavedModel for serving (STFT inside the graph)"),
     "demo": ("vsep.demo", "the whole pipeline end to end on the embedded default data"),
 }
 

@@ -116,6 +116,67 @@ class PrepareConfig:
             raise ValueError("target speaker name is empty")
 
 
+@dataclass(frozen=True)
+class ModelConfig:
+    """The separation model: STFT and U-Net architecture (one config builds both)."""
+
+    target: str = opt("trump", "name of the target speaker (names the output file)")
+    sample_rate: int = opt(16000, "sample rate the model works at, in Hz")
+    frame_length: int = opt(1024, "STFT window size in samples")
+    frame_step: int = opt(256, "STFT hop in samples (overlap = 1 - step / length)")
+    fft_length: int = opt(1024, "FFT size (>= frame_length)")
+    depth: int = opt(5, "U-Net encoder/decoder layers")
+    filters: int = opt(16, "filters of the first encoder layer (doubled per layer)")
+    kernel_size: int = opt(5, "convolution kernel size")
+    dropout: float = opt(0.5, "dropout of the first three decoder layers")
+    patch_frames: int = opt(128, "STFT frames of one training patch")
+    chunk_frames: int = opt(512, "STFT frames of one inference chunk (overlap-add between chunks)")
+
+    @property
+    def bins(self) -> int:
+        """Frequency bins the U-Net sees: fft_length // 2 (the Nyquist bin is dropped)."""
+        return self.fft_length // 2
+
+    def patch_samples(self, frames: int | None = None) -> int:
+        """Waveform length in samples whose STFT has exactly ``frames`` frames."""
+        frames = self.patch_frames if frames is None else frames
+        return (frames - 1) * self.frame_step + self.frame_length
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with one clear line for an impossible setting."""
+        if self.fft_length < self.frame_length:
+            raise ValueError("fft_length must be at least frame_length")
+        if self.fft_length & (self.fft_length - 1):
+            raise ValueError("fft_length must be a power of two")
+        if not 0 < self.frame_step <= self.frame_length // 2:
+            raise ValueError("frame_step must be positive and at most half of frame_length (>= 50% overlap)")
+        if not 1 <= self.depth <= 8 or self.filters < 1 or self.kernel_size < 1:
+            raise ValueError("depth must be 1..8, filters and kernel_size positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must lie in [0, 1)")
+        if self.patch_frames < 2**self.depth:
+            raise ValueError(f"patch_frames must be at least 2**depth = {2**self.depth}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained from prepared TFRecords."""
+
+    batch_size: int = opt(8, "patches per training step")
+    epochs: int = opt(50, "maximum number of epochs")
+    steps_per_epoch: int = opt(200, "training steps per epoch (the data repeats)")
+    validation_steps: int = opt(20, "validation batches per epoch")
+    learning_rate: float = opt(1e-3, "Adam learning rate")
+    loss: str = opt("l1_mag", "loss: 'l1_mag' (Jansson), 'sisdr' (waveform) or 'l1_mag+sisdr'",
+                    choices=("l1_mag", "sisdr", "l1_mag+sisdr"))
+    remix_prob: float = opt(0.5, "probability of remixing a patch's target with another patch's interference")
+    gain_db: tuple[float, float] = opt((-6.0, 6.0), "random gain applied to a whole patch, in dB")
+    tir_db: tuple[float, float] = opt((-6.0, 6.0), "target-to-interference ratio range of remixed patches")
+    shuffle_buffer: int = opt(256, "examples in the shuffle buffer")
+    patience: int = opt(8, "epochs without validation improvement before early stopping")
+    seed: int = opt(0, "seed of shuffling, crops and augmentation")
+
+
 # ---------------------------------------------------------------- JSON
 
 

@@ -1,0 +1,102 @@
+"""Inference outside the model: the one place where chunking and overlap-add live.
+
+The model only ever sees fixed-size chunks of ``L = cfg.patch_samples(cfg.chunk_frames)``
+samples. :func:`build_separate_fn` cuts a waveform into chunks every ``H``
+samples (``H = 3L/4``, on a grid anchored at the start of the waveform), runs
+the model on them in batches and overlap-adds the outputs with triangular
+weights (normalised by the summed weights). It is a ``tf.function`` used by
+``vsep separate``, the Python API and the exported SavedModel alike.
+
+:func:`stream` runs that function over an arbitrarily long input in segments
+with enough context (aligned to the chunk grid) that the result is the same as
+processing the whole input at once, while memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from vsep.config import ModelConfig
+
+
+def chunk_geometry(cfg: ModelConfig) -> tuple[int, int]:
+    """``(chunk length L, chunk hop H)`` in samples; ``H`` is a multiple of the STFT hop."""
+    length = cfg.patch_samples(cfg.chunk_frames)
+    hop = max(cfg.frame_step, (3 * length // 4) // cfg.frame_step * cfg.frame_step)
+    return length, hop
+
+
+def ola_weights(length: int) -> np.ndarray:
+    """Triangular overlap-add weights ``[length]``, strictly positive."""
+    i = np.arange(length, dtype=np.float32)
+    return (np.minimum(i + 1, length - i) / (length / 2)).astype(np.float32)
+
+
+def build_separate_fn(model, batch_chunks: int = 4, wiener: bool = False) -> Callable:
+    """A ``tf.function``: waveform ``[samples]`` at the model's rate -> ``[2, samples]``."""
+    cfg: ModelConfig = model.cfg
+    length, hop = chunk_geometry(cfg)
+    weights = tf.constant(ola_weights(length))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)], reduce_retracing=True)
+    def separate(waveform):
+        n = tf.shape(waveform)[0]
+        chunks_needed = tf.maximum(1, 1 + (n - length + hop - 1) // hop)
+        total = (chunks_needed - 1) * hop + length
+        padded = tf.pad(waveform, [[0, total - n]])
+        chunks = tf.signal.frame(padded, length, hop)  # [C, L]
+        count = tf.shape(chunks)[0]
+        outputs = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
+        for start in tf.range(0, count, batch_chunks):
+            batch = chunks[start : start + batch_chunks]
+            out = model(batch, training=False, wiener=wiener)  # [b, 2, L]
+            outputs = outputs.write(start // batch_chunks, out)
+        per_chunk = outputs.concat()  # [C, 2, L]
+        weighted = tf.transpose(per_chunk, [1, 0, 2]) * weights  # [2, C, L]
+        summed = tf.signal.overlap_and_add(weighted, hop)
+        norm = tf.signal.overlap_and_add(tf.tile(weights[None], [count, 1]), hop)
+        return (summed / norm)[:, :n]
+
+    return separate
+
+
+def stream(
+    blocks: Iterable[np.ndarray],
+    separate: Callable,
+    cfg: ModelConfig,
+    segment_chunks: int = 8,
+) -> Iterator[np.ndarray]:
+    """Separate a long input given as blocks of mono samples at the model's rate.
+
+    Yields ``[2, k]`` arrays whose concatenation equals ``separate(whole input)``.
+    Segments of ``segment_chunks`` chunk hops are processed with one chunk of
+    context on each side, on the same chunk grid as the whole input.
+    """
+    length, hop = chunk_geometry(cfg)
+    segment = segment_chunks * hop
+    context = -(-length // hop) * hop  # >= L, a multiple of H: same grid, full coverage
+    buf = np.zeros(0, dtype=np.float32)
+    buf_start = 0  # input index of buf[0]
+    done = 0  # outputs emitted so far
+    for block in blocks:
+        buf = np.concatenate([buf, np.asarray(block, dtype=np.float32)])
+        while buf_start + len(buf) >= done + segment + context:
+            yield _segment(separate, buf, buf_start, done, done + segment, context, final=False)
+            done += segment
+            keep_from = max(0, done - context) - buf_start
+            buf, buf_start = buf[keep_from:], buf_start + keep_from
+    end = buf_start + len(buf)
+    if end > done or done == 0:
+        yield _segment(separate, buf, buf_start, done, end, context, final=True)
+
+
+def _segment(separate, buf, buf_start, a, b, context, final):
+    """Outputs for input samples ``[a, b)``, computed from ``[a - context, b + context)``."""
+    lo = max(0, a - context)
+    hi = len(buf) + buf_start if final else b + context
+    x = buf[lo - buf_start : hi - buf_start]
+    out = separate(tf.constant(x)).numpy()
+    return out[:, a - lo : b - lo]

@@ -1,0 +1,193 @@
+"""The separation model: STFT -> U-Net soft masks -> inverse STFT.
+
+:func:`build_unet` is the mask network after Jansson et al. 2017 ("Singing
+voice separation with deep U-Net convolutional networks"): strided 5x5
+convolutions with batch norm and leaky ReLU in the encoder; transposed
+convolutions, batch norm, ReLU, dropout (first three layers) and skip
+connections in the decoder. It predicts two sigmoid masks, target and rest
+(multi-task). :class:`Separator` wraps it between the STFT layers: waveform in,
+waveforms out, with the training and validation steps and their losses.
+
+Shapes: waveforms ``[batch, samples]``; spectra ``[batch, frames, bins + 1, 2]``;
+U-Net input ``[batch, frames, bins, 1]`` and output ``[batch, frames, bins, 2]``
+with ``bins = fft_length // 2``; separated waveforms ``[batch, 2, samples]``
+(index 0 the target, 1 the rest).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from vsep.config import ModelConfig, TrainConfig
+from vsep.stft import STFT, InverseSTFT, magnitude
+
+SOURCES = ("target", "rest")
+EPS = 1e-8
+
+
+class PadToMultiple(keras.layers.Layer):
+    """Zero-pad the frame axis of ``[batch, frames, bins, ch]`` to a multiple of ``multiple``."""
+
+    def __init__(self, multiple: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.multiple = multiple
+
+    def call(self, x):
+        frames = tf.shape(x)[1]
+        extra = (-frames) % self.multiple
+        return tf.pad(x, [[0, 0], [0, extra], [0, 0], [0, 0]])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "multiple": self.multiple}
+
+
+class CropLike(keras.layers.Layer):
+    """Crop ``x`` to the frame count of ``reference`` (undoes :class:`PadToMultiple`)."""
+
+    def call(self, x, reference):
+        return x[:, : tf.shape(reference)[1]]
+
+
+def build_unet(cfg: ModelConfig) -> keras.Model:
+    """Mask network: log-magnitude ``[batch, frames, bins, 1]`` -> masks ``[batch, frames, bins, 2]``.
+
+    Any frame count works: frames are padded to a multiple of ``2**depth``
+    and the masks cropped back.
+    """
+    if cfg.bins % 2**cfg.depth:
+        raise ValueError(f"fft_length // 2 = {cfg.bins} must be divisible by 2**depth = {2**cfg.depth}")
+    inp = keras.Input(shape=(None, cfg.bins, 1), name="log_magnitude")
+    x = keras.layers.BatchNormalization(axis=2, name="input_norm")(inp)  # per-frequency scale
+    x = PadToMultiple(2**cfg.depth, name="pad_frames")(x)
+    skips = []
+    for i in range(cfg.depth):
+        x = keras.layers.Conv2D(cfg.filters * 2**i, cfg.kernel_size, strides=2, padding="same", name=f"enc{i}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"enc{i}_bn")(x)
+        x = keras.layers.LeakyReLU(negative_slope=0.2, name=f"enc{i}_act")(x)
+        skips.append(x)
+    for j, i in enumerate(reversed(range(cfg.depth))):
+        last = i == 0
+        filters = 2 if last else cfg.filters * 2 ** (i - 1)
+        if j > 0:
+            x = keras.layers.Concatenate(axis=-1, name=f"dec{i}_skip")([x, skips[i]])
+        x = keras.layers.Conv2DTranspose(filters, cfg.kernel_size, strides=2, padding="same", name=f"dec{i}_deconv")(x)
+        if last:
+            break
+        x = keras.layers.BatchNormalization(name=f"dec{i}_bn")(x)
+        x = keras.layers.ReLU(name=f"dec{i}_act")(x)
+        if j < 3 and cfg.dropout > 0:
+            x = keras.layers.Dropout(cfg.dropout, name=f"dec{i}_dropout")(x)
+    masks = keras.layers.Activation("sigmoid", name="masks")(x)
+    masks = CropLike(name="crop_frames")(masks, inp)
+    return keras.Model(inp, masks, name="unet")
+
+
+def si_sdr(reference, estimate):
+    """Scale-invariant SDR in dB over the last axis: ``[..., samples]`` -> ``[...]``."""
+    reference = reference - tf.reduce_mean(reference, axis=-1, keepdims=True)
+    estimate = estimate - tf.reduce_mean(estimate, axis=-1, keepdims=True)
+    dot = tf.reduce_sum(reference * estimate, axis=-1, keepdims=True)
+    energy = tf.reduce_sum(reference**2, axis=-1, keepdims=True) + EPS
+    projection = dot / energy * reference
+    noise = estimate - projection
+    ratio = (tf.reduce_sum(projection**2, axis=-1) + EPS) / (tf.reduce_sum(noise**2, axis=-1) + EPS)
+    return 10.0 * tf.math.log(ratio) / tf.math.log(10.0)
+
+
+class Separator(keras.Model):
+    """Waveform ``[batch, samples]`` -> separated waveforms ``[batch, 2, samples]``.
+
+    ``fit`` takes ``(mixture [batch, samples], sources [batch, 2, samples])``.
+    """
+
+    def __init__(self, cfg: ModelConfig, train_cfg: TrainConfig | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        cfg.validate()
+        self.cfg = cfg
+        self.train_cfg = train_cfg or TrainConfig()
+        self.stft = STFT.from_config_dataclass(cfg, name="stft")
+        self.istft = InverseSTFT.from_config_dataclass(cfg, name="istft")
+        self.unet = build_unet(cfg)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.sisdr_tracker = keras.metrics.Mean(name="si_sdr")
+        self.sisdri_tracker = keras.metrics.Mean(name="si_sdri")
+
+    # ---- forward
+
+    def masks(self, spectrum, training=False):
+        """Spectrum ``[B, T, bins + 1, 2]`` -> masks ``[B, T, bins + 1, 2]`` (Nyquist bin repeated)."""
+        mag = magnitude(spectrum)[:, :, : self.cfg.bins]
+        m = self.unet(tf.math.log1p(mag)[..., None], training=training)
+        return tf.concat([m, m[:, :, -1:, :]], axis=2)
+
+    def separate_spectra(self, spectrum, masks, wiener: bool = False):
+        """Masked mixture spectra ``[B, 2, T, bins + 1, 2]`` (mixture phase)."""
+        if wiener:  # soft ratio masks that sum to one
+            power = masks**2
+            masks = power / (tf.reduce_sum(power, axis=-1, keepdims=True) + EPS)
+        return tf.stack([spectrum * masks[..., k : k + 1] for k in range(2)], axis=1)
+
+    def call(self, waveform, training=False, wiener=False):
+        spectrum = self.stft(waveform)
+        masks = self.masks(spectrum, training=training)
+        est = self.separate_spectra(spectrum, masks, wiener)
+        length = tf.shape(waveform)[1]
+        return tf.stack([self.istft(est[:, k], length=length) for k in range(2)], axis=1)
+
+    # ---- training
+
+    def _loss(self, mixture, sources, training):
+        spectrum = self.stft(mixture)
+        masks = self.masks(spectrum, training=training)
+        loss_name = self.train_cfg.loss
+        total = 0.0
+        mag = magnitude(spectrum)
+        est_wave = None
+        if "l1_mag" in loss_name:
+            for k in range(2):
+                ref = magnitude(self.stft(sources[:, k]))
+                total += tf.reduce_mean(tf.abs(masks[..., k] * mag - ref))
+        if "sisdr" in loss_name or not training:
+            est = self.separate_spectra(spectrum, masks)
+            length = tf.shape(mixture)[1]
+            est_wave = tf.stack([self.istft(est[:, k], length=length) for k in range(2)], axis=1)
+        if "sisdr" in loss_name:
+            # both sources; silent references (target-only / other-only patches) are skipped
+            energy = tf.reduce_sum(sources**2, axis=-1)
+            valid = tf.cast(energy > 1e-6, tf.float32)
+            s = si_sdr(sources, est_wave)
+            total += -tf.reduce_sum(s * valid) / (tf.reduce_sum(valid) + EPS) / 10.0
+        return total, est_wave
+
+    def train_step(self, data):
+        mixture, sources, _ = keras.utils.unpack_x_y_sample_weight(data)  # fit gives (x, y), *_on_batch (x, y, w)
+        with tf.GradientTape() as tape:
+            loss, _ = self._loss(mixture, sources, training=True)
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+    def test_step(self, data):
+        mixture, sources, _ = keras.utils.unpack_x_y_sample_weight(data)  # fit gives (x, y), *_on_batch (x, y, w)
+        loss, est = self._loss(mixture, sources, training=False)
+        self.loss_tracker.update_state(loss)
+        target = sources[:, 0]
+        has_target = tf.reduce_sum(target**2, axis=-1) > 1e-6
+        sdr = tf.boolean_mask(si_sdr(target, est[:, 0]), has_target)
+        base = tf.boolean_mask(si_sdr(target, mixture), has_target)
+        self.sisdr_tracker.update_state(sdr)
+        self.sisdri_tracker.update_state(sdr - base)
+        return {"loss": self.loss_tracker.result(), "si_sdr": self.sisdr_tracker.result(),
+                "si_sdri": self.sisdri_tracker.result()}
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.sisdr_tracker, self.sisdri_tracker]
+
+    def build_for(self, samples: int | None = None) -> Separator:
+        """Create the weights by running once on silence of ``samples`` samples."""
+        n = samples or self.cfg.patch_samples()
+        self(tf.zeros([1, n]))
+        return self

@@ -1,0 +1,117 @@
+"""A model directory: config as JSON next to the weights, and clear errors when it is wrong.
+
+Layout::
+
+    config.json          {"format": "vsep-model", "format_version", "model": ModelConfig, "train": TrainConfig, ...}
+    model.weights.h5     weights of the best epoch (lowest validation loss)
+    checkpoints/         training state for resuming (weights, optimizer, epoch)
+    history.jsonl        one line per epoch: step, losses, validation SI-SDR(i)
+    train_log.csv        Keras CSV log; tensorboard/ the TensorBoard logs
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from vsep import __version__, config, storage
+from vsep.config import ModelConfig, TrainConfig
+
+FORMAT = "vsep-model"
+FORMAT_VERSION = 1
+CONFIG = "config.json"
+WEIGHTS = "model.weights.h5"
+BUNDLED = Path(__file__).resolve().parent / "models" / "default"
+
+
+class ModelDirError(ValueError):
+    """A model directory that cannot be used; the message is one line."""
+
+
+def config_document(mcfg: ModelConfig, tcfg: TrainConfig, **extra: Any) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "vsep_version": __version__,
+        "model": config.to_dict(mcfg),
+        "train": config.to_dict(tcfg),
+        **extra,
+    }
+
+
+def write_config(model_dir: str, doc: dict[str, Any]) -> None:
+    storage.write_text(storage.join(model_dir, CONFIG), json.dumps(doc, indent=2, sort_keys=True))
+
+
+def read_config(model_dir: str) -> tuple[ModelConfig, TrainConfig, dict[str, Any]]:
+    """Configs of a model directory, or :class:`ModelDirError` naming what is wrong."""
+    if "://" not in model_dir and not os.path.isdir(model_dir):
+        raise ModelDirError(f"{model_dir}: model directory does not exist")
+    uri = storage.join(model_dir, CONFIG)
+    if not storage.exists(uri):
+        raise ModelDirError(f"{model_dir}: not a vsep model directory (no {CONFIG})")
+    try:
+        doc = json.loads(storage.read_text(uri))
+    except json.JSONDecodeError as e:
+        raise ModelDirError(f"{uri}: unreadable config ({e.msg})") from None
+    if doc.get("format") != FORMAT:
+        raise ModelDirError(f"{uri}: not a vsep model config")
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise ModelDirError(
+            f"{model_dir}: written by an incompatible vsep (model format {doc.get('format_version')}, "
+            f"this vsep reads {FORMAT_VERSION})"
+        )
+    try:
+        mcfg = config.from_dict(ModelConfig, doc["model"])
+        tcfg = config.from_dict(TrainConfig, doc.get("train", {}))
+    except (ValueError, TypeError, KeyError) as e:
+        raise ModelDirError(f"{uri}: incompatible model config ({e})") from None
+    return mcfg, tcfg, doc
+
+
+def load(model_dir: str | None = None):
+    """The :class:`vsep.model.Separator` of a model directory (default: the bundled model)."""
+    from vsep.model import Separator
+
+    model_dir = str(model_dir or BUNDLED)
+    mcfg, tcfg, _ = read_config(model_dir)
+    weights = storage.join(model_dir, WEIGHTS)
+    if not storage.exists(weights):
+        raise ModelDirError(f"{model_dir}: no trained weights ({WEIGHTS})")
+    model = Separator(mcfg, tcfg).build_for()
+    local = _local_copy(weights)
+    try:
+        model.load_weights(local)
+    except (ValueError, OSError) as e:
+        raise ModelDirError(f"{model_dir}: weights do not fit the config ({str(e).splitlines()[0][:200]})") from None
+    return model
+
+
+def _local_copy(uri: str) -> str:
+    """h5 files are read through a local path: copy ``gs://`` weights to a temp file."""
+    if "://" not in uri:
+        return uri
+    import tempfile
+
+    fd, path = tempfile.mkstemp(suffix=".weights.h5")
+    with os.fdopen(fd, "wb") as f:
+        f.write(storage.read_bytes(uri))
+    return path
+
+
+def save_weights(model, model_dir: str) -> None:
+    """Write ``model.weights.h5`` (via a local temp file for ``gs://``), atomically for local dirs."""
+    target = storage.join(model_dir, WEIGHTS)
+    if "://" in model_dir:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, WEIGHTS)
+            model.save_weights(path)
+            storage.write_bytes(target, Path(path).read_bytes())
+        return
+    tmp = os.path.join(model_dir, "tmp." + WEIGHTS)
+    model.save_weights(tmp)
+    os.replace(tmp, target)

@@ -1,0 +1,203 @@
+"""``vsep separate``: recordings in, one WAV per source out.
+
+    vsep separate [--model DIR] --output-dir OUT FILE...
+
+For each input writes ``OUT/<input stem>/<target>.wav`` and
+``OUT/<input stem>/rest.wav`` with the input's length and sample rate. Any
+length, format (libsndfile's, ffmpeg's), rate and channel count: the input is
+streamed in blocks, downmixed, resampled to the model's rate, separated by
+:mod:`vsep.inference` (fixed-size chunks, overlap-add) and resampled back, so
+memory stays bounded for hour-long files. A file that fails is reported on
+one line and skipped; the others are written; the exit status is 1 if any
+file failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+BLOCK_S = 10.0  # seconds of input read at a time
+
+
+@dataclass
+class Opened:
+    """An input opened for streaming."""
+
+    path: str
+    frames: int
+    rate: int
+    cleanup: Callable[[], None]
+
+
+def open_input(path: str) -> Opened:
+    """Check that ``path`` is readable audio; undecodable formats go through ffmpeg to a temp WAV."""
+    import soundfile as sf
+
+    from vsep.audio import AudioError
+
+    if not os.path.isfile(path):
+        raise AudioError(f"{path}: no such file")
+    if os.path.getsize(path) == 0:
+        raise AudioError(f"{path}: empty file")
+    try:
+        info = sf.info(path)
+        return Opened(path, int(info.frames), int(info.samplerate), lambda: None)
+    except Exception as first:  # noqa: BLE001 - libsndfile raises several types
+        ffmpeg = shutil.which("ffmpeg")
+        if ffmpeg is None:
+            raise AudioError(f"{path}: cannot decode ({_first_line(first)})") from None
+        tmp = tempfile.mkdtemp(prefix="vsep-")
+        wav = os.path.join(tmp, "input.wav")
+        proc = subprocess.run(
+            [ffmpeg, "-v", "error", "-nostdin", "-y", "-i", path, "-acodec", "pcm_f32le", wav],
+            capture_output=True,
+            check=False,
+        )
+        if proc.returncode != 0 or not os.path.exists(wav):
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise AudioError(f"{path}: cannot decode ({_first_line(first)})") from None
+        info = sf.info(wav)
+        return Opened(wav, int(info.frames), int(info.samplerate), lambda: shutil.rmtree(tmp, ignore_errors=True))
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
+def read_blocks(opened: Opened, model_rate: int, progress=None) -> Iterator[np.ndarray]:
+    """Mono blocks at the model's rate (streamed resampling)."""
+    import soundfile as sf
+    import soxr
+
+    from vsep.audio import AudioError
+
+    resampler = soxr.ResampleStream(opened.rate, model_rate, 1, dtype="float32") if opened.rate != model_rate else None
+    block = max(1, int(BLOCK_S * opened.rate))
+    with sf.SoundFile(opened.path) as f:
+        while True:
+            data = f.read(block, dtype="float32", always_2d=True)
+            last = len(data) < block
+            mono = data.mean(axis=1).astype(np.float32)
+            if not np.all(np.isfinite(mono)):
+                raise AudioError(f"{opened.path}: samples contain NaN or inf")
+            if progress is not None:
+                progress.update(len(data))
+            yield resampler.resample_chunk(mono, last=last) if resampler else mono
+            if last:
+                return
+
+
+class Writer:
+    """Two WAV files at the input's rate, resampled back from the model's rate, exact length."""
+
+    def __init__(self, folder: Path, names: tuple[str, str], rate: int, model_rate: int, frames: int) -> None:
+        import soundfile as sf
+        import soxr
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.final = [folder / f"{n}.wav" for n in names]
+        self.tmp = [folder / f".{n}.wav.partial" for n in names]
+        self.files = [sf.SoundFile(p, "w", samplerate=rate, channels=1, subtype="PCM_16", format="WAV") for p in self.tmp]
+        self.resamplers = [soxr.ResampleStream(model_rate, rate, 1, dtype="float32") for _ in names] if rate != model_rate else None
+        self.remaining = frames
+
+    def write(self, out: np.ndarray, last: bool = False) -> None:
+        """``out``: ``[2, k]`` at the model's rate."""
+        for i, f in enumerate(self.files):
+            x = out[i]
+            if self.resamplers:
+                x = self.resamplers[i].resample_chunk(np.ascontiguousarray(x), last=last)
+            n = min(len(x), self.remaining)
+            if n:
+                f.write(np.clip(x[:n], -1.0, 1.0))
+        self.remaining -= n
+
+    def close(self, ok: bool) -> list[Path]:
+        for f in self.files:
+            if ok and self.remaining > 0:  # resampler rounding: pad the last samples
+                f.write(np.zeros(self.remaining, dtype=np.float32))
+            f.close()
+        if not ok:
+            for p in self.tmp:
+                p.unlink(missing_ok=True)
+            return []
+        for t, p in zip(self.tmp, self.final):
+            os.replace(t, p)
+        return self.final
+
+
+def separate_file(path: str, out_dir: Path, separate_fn, cfg, show_progress: bool = True) -> list[Path]:
+    """Separate one file into ``out_dir/<stem>/{target,rest}.wav``; raises AudioError for bad input."""
+    from tqdm import tqdm
+
+    from vsep import inference
+
+    opened = open_input(path)
+    writer = None
+    ok = False
+    try:
+        if opened.frames == 0:
+            from vsep.audio import AudioError
+
+            raise AudioError(f"{path}: no samples (zero-length audio)")
+        writer = Writer(out_dir / Path(path).stem, (cfg.target, "rest"), opened.rate, cfg.sample_rate, opened.frames)
+        with tqdm(total=opened.frames, unit="smp", unit_scale=True, desc=Path(path).name, leave=False,
+                  disable=not show_progress, file=sys.stderr) as bar:
+            pieces = inference.stream(read_blocks(opened, cfg.sample_rate, bar), separate_fn, cfg)
+            pending = next(pieces)
+            for piece in pieces:
+                writer.write(pending)
+                pending = piece
+            writer.write(pending, last=True)
+        ok = True
+    finally:
+        files = writer.close(ok) if writer else []
+        opened.cleanup()
+    return files
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vsep separate", description=__doc__.split("\n\n")[0])
+    p.add_argument("files", nargs="+", metavar="FILE", help="recordings to separate")
+    p.add_argument("--model", help="model directory (default: the bundled model)")
+    p.add_argument("--output-dir", "-o", required=True, help="where <stem>/<target>.wav and <stem>/rest.wav go")
+    p.add_argument("--wiener", action="store_true", help="ratio-normalised (Wiener-style) masks")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from vsep import inference, model_io
+    from vsep.audio import AudioError
+
+    try:
+        model = model_io.load(args.model)
+    except model_io.ModelDirError as e:
+        print(f"vsep separate: error: {e}", file=sys.stderr)
+        return 2
+    separate_fn = inference.build_separate_fn(model, wiener=args.wiener)
+    failed = 0
+    for path in args.files:
+        try:
+            files = separate_file(path, Path(args.output_dir), separate_fn, model.cfg, not args.no_progress)
+            print("  ".join(str(f) for f in files))
+        except (AudioError, RuntimeError, OSError) as e:
+            failed += 1
+            print(f"vsep separate: error: {_first_line(e)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

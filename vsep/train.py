@@ -1,0 +1,212 @@
+"""``vsep train``: train a separation model from prepared TFRecords, resumably.
+
+    vsep train --data runs/data --model-dir runs/model [--config cfg.json] [--epochs 30 ...]
+
+The resolved config is written as ``config.json`` in the model directory
+before training starts. After every epoch the full training state (weights,
+optimizer, epoch, best validation loss, early-stopping counter) is saved under
+``checkpoints/``; running the same command again after a kill resumes from
+the last completed epoch. The best epoch's weights are ``model.weights.h5``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from vsep import config, model_io, storage
+from vsep.config import ModelConfig, TrainConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vsep train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", help="prepared data set prefix (manifest.json); default: the one in the model's config")
+    p.add_argument("--model-dir", required=True, help="where the model, checkpoints and logs go")
+    p.add_argument("--config", help="JSON with 'model' and/or 'train' sections (e.g. a tuner's best trial)")
+    p.add_argument("--max-minutes", type=float, help="stop cleanly after this many minutes (resume later)")
+    p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    config.add_arguments(p, ModelConfig)
+    config.add_arguments(p, TrainConfig)
+    return p
+
+
+def resolve(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig, str]:
+    """Configs from (in rising priority) an existing model dir, ``--config``, the command line."""
+    mcfg, tcfg, data = ModelConfig(), TrainConfig(), None
+    if storage.exists(storage.join(args.model_dir, model_io.CONFIG)):
+        mcfg, tcfg, doc = model_io.read_config(args.model_dir)
+        data = doc.get("data")
+    if args.config:
+        doc = json.loads(storage.read_text(args.config))
+        if "model" in doc:
+            mcfg = config.from_dict(ModelConfig, {**config.to_dict(mcfg), **doc["model"]})
+        if "train" in doc:
+            tcfg = config.from_dict(TrainConfig, {**config.to_dict(tcfg), **doc["train"]})
+    mcfg = config.from_namespace(ModelConfig, args, mcfg)
+    tcfg = config.from_namespace(TrainConfig, args, tcfg)
+    mcfg.validate()
+    data = args.data or data
+    if not data:
+        raise ValueError("--data is required for a new model")
+    return mcfg, tcfg, data
+
+
+class TrainingState:
+    """Resumable training state under ``<model_dir>/checkpoints`` (a Keras callback factory)."""
+
+    def __init__(self, model_dir: str, model, tcfg: TrainConfig) -> None:
+        import tensorflow as tf
+
+        self.model_dir = model_dir
+        self.dir = storage.join(model_dir, "checkpoints")
+        self.state_uri = storage.join(self.dir, "state.json")
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.dir, max_to_keep=2)
+        self.state: dict[str, Any] = {"epoch": 0, "best_val_loss": None, "wait": 0, "stopped": False}
+        self.patience = tcfg.patience
+
+    def restore(self) -> int:
+        """Load the last checkpoint, if any; returns the epoch to start from."""
+        if self.manager.latest_checkpoint and storage.exists(self.state_uri):
+            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            self.state = json.loads(storage.read_text(self.state_uri))
+        return int(self.state["epoch"])
+
+    def callback(self, steps_per_epoch: int):
+        import keras
+
+        state = self
+
+        class Save(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                logs = dict(logs or {})
+                val = logs.get("val_loss")
+                best = state.state["best_val_loss"]
+                if val is not None and (best is None or val < best):
+                    state.state.update(best_val_loss=float(val), wait=0, best_epoch=epoch + 1)
+                    model_io.save_weights(self.model, state.model_dir)
+                else:
+                    state.state["wait"] += 1
+                row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "time": round(time.time(), 1),
+                       **{k: round(float(v), 5) for k, v in logs.items()}}
+                _append_line(storage.join(state.model_dir, "history.jsonl"), json.dumps(row))
+                if state.state["wait"] >= state.patience:
+                    state.state["stopped"] = True
+                    self.model.stop_training = True
+                state.state["epoch"] = epoch + 1
+                # weights + optimizer first, then the small state file that points at them
+                state.manager.save(checkpoint_number=epoch + 1)
+                storage.write_text(state.state_uri, json.dumps(state.state))
+
+        return Save()
+
+
+def _append_line(uri: str, line: str) -> None:
+    if "://" not in uri:
+        with open(uri, "a") as f:
+            f.write(line + "\n")
+        return
+    old = storage.read_text(uri) if storage.exists(uri) else ""
+    storage.write_text(uri, old + line + "\n")
+
+
+class TimeLimit:
+    """Stop cleanly at an epoch end once ``minutes`` have passed (the run resumes later)."""
+
+    def __new__(cls, minutes: float):
+        import keras
+
+        deadline = time.time() + minutes * 60
+
+        class _Limit(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if time.time() > deadline:
+                    print(f"train: time limit of {minutes} min reached after epoch {epoch + 1}; rerun to resume")
+                    self.model.stop_training = True
+
+        return _Limit()
+
+
+def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
+    """Train (or resume) and return the last state."""
+    mcfg, tcfg, data = resolve(args)
+    from vsep.manifest import check_compatible, read_manifest
+
+    manifest = read_manifest(data)
+    train_files = check_compatible(manifest, mcfg, "train")
+    val_files = check_compatible(manifest, mcfg, "val")
+    if manifest["config"].get("target") != mcfg.target:
+        raise ValueError(f"data set target {manifest['config'].get('target')!r} differs from model target {mcfg.target!r}")
+    if "://" not in args.model_dir:
+        os.makedirs(args.model_dir, exist_ok=True)
+    if storage.exists(storage.join(args.model_dir, model_io.CONFIG)):
+        old, _, _ = model_io.read_config(args.model_dir)
+        if old != mcfg:
+            raise ValueError(f"{args.model_dir} holds a model with another architecture or STFT; use a new --model-dir")
+    doc = model_io.config_document(mcfg, tcfg, data=data, command=["vsep", "train", *argv])
+    model_io.write_config(args.model_dir, doc)
+
+    import keras
+    import tensorflow as tf
+
+    from vsep.dataset import make_dataset
+    from vsep.model import Separator
+
+    keras.utils.set_random_seed(tcfg.seed)
+    model = Separator(mcfg, tcfg).build_for()
+    model.compile(optimizer=keras.optimizers.Adam(tcfg.learning_rate))
+    model.optimizer.build(model.trainable_variables)
+    state = TrainingState(args.model_dir, model, tcfg)
+    initial_epoch = state.restore()
+    if state.state.get("stopped") or initial_epoch >= tcfg.epochs:
+        print(f"train: already finished at epoch {initial_epoch} (best val_loss {state.state['best_val_loss']})")
+        return state.state
+    if initial_epoch:
+        print(f"train: resuming from epoch {initial_epoch}")
+    train_ds = make_dataset(train_files, mcfg, tcfg, training=True)
+    val_ds = make_dataset(val_files, mcfg, tcfg, training=False).take(tcfg.validation_steps).cache()
+    callbacks = [
+        state.callback(tcfg.steps_per_epoch),
+        keras.callbacks.CSVLogger(os.path.join(args.model_dir, "train_log.csv"), append=True)
+        if "://" not in args.model_dir
+        else keras.callbacks.Callback(),
+        keras.callbacks.TensorBoard(storage.join(args.model_dir, "tensorboard"), update_freq="epoch"),
+    ]
+    if args.max_minutes:
+        callbacks.append(TimeLimit(args.max_minutes))
+    verbose = 2 if (args.quiet or not sys.stdout.isatty()) else 1
+    tf.get_logger().setLevel("ERROR")
+    model.fit(
+        train_ds,
+        epochs=tcfg.epochs,
+        steps_per_epoch=tcfg.steps_per_epoch,
+        validation_data=val_ds,
+        initial_epoch=initial_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    print(
+        f"train: epoch {state.state['epoch']}, best val_loss {state.state['best_val_loss']} "
+        f"(epoch {state.state.get('best_epoch')}); model in {args.model_dir}"
+    )
+    return state.state
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        train(args, argv)
+    except (ValueError, FileNotFoundError, storage.StorageError) as e:
+        print(f"vsep train: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
