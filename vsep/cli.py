@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("beam_jobs.prepare", "data lake -> LUFS-normalised mixtures as sharded TFRecords"),
     "train": ("vsep.train", "prepared TFRecords -> a separation model (resumable)"),
     "separate": ("vsep.separate", "recordings -> <target>.wav and rest.wav per input"),
+    "evaluate": ("vsep.evaluate", "a model vs baselines: BSSEval v4 and SI-SDR report"),
     "export": ("vsep.export", "a model -> a SavedModel for serving (STFT inside the graph)"),
     "demo": ("vsep.demo", "the whole pipeline end to end on the embedded default data"),
 }

@@ -2,8 +2,12 @@
 
 Data, in order of preference: ``--data``, ``$VSEP_DATA``, ``../shared/data``
 next to the project, and otherwise the example manifest of public recordings
-(``examples/manifest.csv``, fetched over https). Runs collect then prepare on
-the local runner and prints where everything went.
+(``examples/manifest.csv``, fetched over https). Runs, on the local runner and
+this machine: collect -> prepare -> train (short) -> evaluate -> separate a
+debate-like crosstalk recording built from the test split, and prints where
+everything went. Evaluation and separation use the bundled model when the
+package has one (the short run only shows the training path works), else the
+freshly trained model.
 """
 
 from __future__ import annotations
@@ -43,23 +47,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data", help="folder with speakers/, noise/, rir/ (default: $VSEP_DATA or ../shared/data)")
     p.add_argument("--target", default="trump", help="target speaker")
     p.add_argument("--workers", type=int, default=2, help="local Beam worker processes")
+    p.add_argument("--epochs", type=int, default=3, help="epochs of the short training run")
+    p.add_argument("--steps", type=int, default=60, help="steps per epoch of the short training run")
+    p.add_argument("--eval-examples", type=int, default=40, help="test examples to evaluate")
+    p.add_argument("--crosstalk-s", type=float, default=60.0, help="length of the crosstalk recording")
     args = p.parse_args(argv)
 
     from beam_jobs import collect, prepare
 
     data = Path(args.data) if args.data else default_data()
     work = Path(args.workdir)
-    lake, dataset = str(work / "lake"), str(work / "data")
+    lake, dataset, model_dir = str(work / "lake"), str(work / "data"), str(work / "model")
     beam = [f"--direct_num_workers={args.workers}", "--direct_running_mode=multi_processing"]
-    print(f"demo  data  {data if data else EXAMPLE_MANIFEST} ")
-    t0 = time.time()
+    print(f"demo  data  {data if data else EXAMPLE_MANIFEST}")
+    times: dict[str, float] = {}
+    t = time.time()
     collect.run(collect_args(data, lake) + beam)
-    t1 = time.time()
+    times["collect"], t = time.time() - t, time.time()
     manifest = prepare.run(["--lake", lake, "--output", dataset, "--target", args.target] + beam)
-    t2 = time.time()
-    print(f"demo  collect  {t1 - t0:.1f}s  prepare  {t2 - t1:.1f}s")
-    print(f"demo  lake     {lake}")
-    print(f"demo  dataset  {dataset}  {manifest['counts']}")
+    times["prepare"], t = time.time() - t, time.time()
+
+    from vsep import crosstalk, evaluate, model_io, separate, train
+
+    train.main(["--data", dataset, "--model-dir", model_dir, "--target", args.target, "--quiet",
+                "--epochs", str(args.epochs), "--steps-per-epoch", str(args.steps), "--validation-steps", "8"])
+    times["train"], t = time.time() - t, time.time()
+    bundled = model_io.BUNDLED if (model_io.BUNDLED / model_io.WEIGHTS).exists() else None
+    if bundled is not None and model_io.read_config(str(bundled))[0].target != args.target:
+        bundled = None
+    use = str(bundled or model_dir)
+    report = str(work / "eval")
+    evaluate.main(["--model", use, "--data", dataset, "--output-dir", report, "--limit", str(args.eval_examples),
+                   "--no-progress"])
+    times["evaluate"], t = time.time() - t, time.time()
+    mix, tgt, rest = crosstalk.build(lake, manifest["splits"], args.target, seconds=args.crosstalk_s)
+    debate = crosstalk.write(work / "crosstalk" / "debate", args.target, mix, tgt, rest, 16000)
+    separate.main(["--model", use, "--output-dir", str(work / "separated"), str(debate), "--no-progress"])
+    evaluate.main(["--model", use, "--folder", str(work / "crosstalk"), "--output-dir", str(work / "eval_crosstalk"),
+                   "--no-progress"])
+    times["separate"] = time.time() - t
+    print("demo  " + "  ".join(f"{k} {v:.0f}s" for k, v in times.items()) + f"  total {sum(times.values()):.0f}s")
+    print(f"demo  lake        {lake}")
+    print(f"demo  dataset     {dataset}  {manifest['counts']}")
+    print(f"demo  model       {model_dir} (trained here, short)   separation model: {use}")
+    print(f"demo  report      {report}/summary.md  {work / 'eval_crosstalk'}/summary.md")
+    print(f"demo  crosstalk   {debate}")
+    out = work / "separated" / "debate"
+    print(f"demo  separated   {out / (args.target + '.wav')}  {out / 'rest.wav'}")
     return 0
 
 

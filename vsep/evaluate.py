@@ -1,0 +1,298 @@
+"""``vsep evaluate``: BSSEval v4 and SI-SDR of a model against baselines, on the same examples.
+
+    vsep evaluate [--model DIR] --data PREFIX --output-dir OUT     # the test split of a prepared set
+    vsep evaluate [--model DIR] --folder DIR --output-dir OUT      # DIR/<name>/mixture.wav + <target>.wav, rest.wav
+
+Methods, on the same examples: the model; the unprocessed mixture; the oracle
+ideal ratio and binary masks at the model's STFT (the upper bound of masking).
+Metrics per example and source: museval BSSEval v4 SDR, SIR, SAR, ISR (window
+and hop of one second at the evaluation rate; median over windows) and SI-SDR,
+each also as improvement over the mixture. Examples whose reference is silent
+(BSSEval rejects them) are skipped for that source and counted.
+
+Writes ``OUT/examples/<id>.json`` (museval-style frames), ``OUT/summary.json``
+and ``OUT/summary.md`` (medians and means per method, overall and per
+condition: mixture kind and target-to-interference ratio).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+METRICS = ("SDR", "SIR", "SAR", "ISR")
+SILENT = 1e-8
+
+
+# ------------------------------------------------------------ examples
+
+
+def examples_from_dataset(prefix: str, target: str, rate: int, limit: int | None) -> Iterator[dict[str, Any]]:
+    """Test-split examples of a prepared set: ``mixture [n]``, ``refs [2, n]``, id and condition."""
+    import tensorflow as tf
+
+    from vsep import schema
+    from vsep.manifest import read_manifest
+
+    manifest = read_manifest(prefix)
+    data_rate = manifest["config"]["sample_rate"]
+    if data_rate != rate:
+        raise ValueError(f"data sample rate {data_rate} Hz differs from the model's {rate} Hz")
+    files = manifest["files"].get("test", [])
+    if not files or manifest["counts"].get("test", 0) == 0:
+        raise ValueError(f"{prefix}: the test split is empty")
+    compression = "GZIP" if files[0].endswith(".gz") else ""
+    ds = tf.data.TFRecordDataset(files, compression_type=compression).map(schema.parse)
+    for i, ex in enumerate(ds):
+        if limit is not None and i >= limit:
+            return
+        rest = (ex["other"] + ex["noise"]).numpy()
+        yield {
+            "id": ex["example_id"].numpy().decode(),
+            "mixture": ex["mixture"].numpy(),
+            "refs": np.stack([ex["target"].numpy(), rest]),
+            "kind": ex["kind"].numpy().decode(),
+            "tir_db": float(ex["tir_db"].numpy()),
+        }
+
+
+def examples_from_folder(folder: str, target: str, rate: int) -> Iterator[dict[str, Any]]:
+    """``folder/<name>/mixture.wav`` with ``<target>.wav`` and ``rest.wav`` references."""
+    from vsep import audio
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"{folder}: no such folder")
+    names = sorted(p.name for p in root.iterdir() if (p / "mixture.wav").exists())
+    if not names:
+        raise ValueError(f"{folder}: no <name>/mixture.wav found")
+    for name in names:
+        d = root / name
+        try:
+            mix = audio.load((d / "mixture.wav").read_bytes(), rate, str(d / "mixture.wav"))
+            refs = [audio.load((d / f"{s}.wav").read_bytes(), rate, str(d / f"{s}.wav")) for s in (target, "rest")]
+        except (OSError, audio.AudioError) as e:
+            print(f"vsep evaluate: skipped {name}: {str(e).splitlines()[0]}", file=sys.stderr)
+            continue
+        if len({len(mix), *(len(r) for r in refs)}) != 1:
+            print(f"vsep evaluate: skipped {name}: mixture and references differ in length", file=sys.stderr)
+            continue
+        yield {"id": name, "mixture": mix, "refs": np.stack(refs), "kind": "folder", "tir_db": float("nan")}
+
+
+# ------------------------------------------------------------ methods
+
+
+def oracle_masks(model) -> Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]:
+    """Ideal ratio and binary masks at the model's STFT: ``(mixture [n], refs [2, n])`` -> estimates."""
+    import tensorflow as tf
+
+    from vsep.stft import magnitude
+
+    def run(mixture: np.ndarray, refs: np.ndarray) -> dict[str, np.ndarray]:
+        n = len(mixture)
+        spec = model.stft(tf.constant(mixture[None]))
+        mags = tf.stack([magnitude(model.stft(tf.constant(r[None]))) for r in refs], axis=-1)  # [1,T,F,2]
+        irm = mags / (tf.reduce_sum(mags, axis=-1, keepdims=True) + 1e-8)
+        ibm = tf.one_hot(tf.argmax(mags, axis=-1), 2)
+        out = {}
+        for name, masks in (("oracle_irm", irm), ("oracle_ibm", ibm)):
+            est = [model.istft(spec * masks[..., k : k + 1], length=n)[0].numpy() for k in range(2)]
+            out[name] = np.stack(est)
+        return out
+
+    return run
+
+
+# ------------------------------------------------------------ metrics
+
+
+def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
+    ref = ref - ref.mean()
+    est = est - est.mean()
+    proj = np.dot(est, ref) / (np.dot(ref, ref) + 1e-12) * ref
+    noise = est - proj
+    return float(10 * np.log10((np.sum(proj**2) + 1e-12) / (np.sum(noise**2) + 1e-12)))
+
+
+def bss(refs: np.ndarray, est: np.ndarray, rate: int) -> dict[str, np.ndarray]:
+    """museval v4 metrics per source and window: ``{metric: [2, windows]}`` (NaN for silent windows)."""
+    import museval
+
+    sdr, isr, sir, sar = museval.evaluate(refs[..., None], est[..., None], win=rate, hop=rate)
+    return {"SDR": sdr, "SIR": sir, "SAR": sar, "ISR": isr}
+
+
+def score(ex: dict[str, Any], estimates: dict[str, np.ndarray], rate: int, names: tuple[str, str]) -> dict[str, Any]:
+    """Metrics of every method on one example (only sources whose reference is not silent)."""
+    refs = ex["refs"]
+    valid = [float(np.sum(r**2)) > SILENT for r in refs]
+    result: dict[str, Any] = {"id": ex["id"], "kind": ex["kind"], "tir_db": ex["tir_db"], "methods": {}}
+    usable = all(valid)  # BSSEval needs every reference non-silent
+    for method, est in estimates.items():
+        per_source: dict[str, Any] = {}
+        frames = bss(refs, est, rate) if usable else None
+        for k, name in enumerate(names):
+            if not valid[k]:
+                continue
+            m = {"SI-SDR": si_sdr(refs[k], est[k])}
+            if frames is not None:
+                for metric in METRICS:
+                    vals = frames[metric][k]
+                    m[metric] = float(np.nanmedian(vals)) if np.any(np.isfinite(vals)) else float("nan")
+            per_source[name] = m
+        result["methods"][method] = per_source
+        if frames is not None:
+            result.setdefault("frames", {})[method] = {
+                metric: [list(map(_clean, frames[metric][k])) for k in range(2)] for metric in METRICS
+            }
+    base = result["methods"].get("mixture", {})
+    for method, per_source in result["methods"].items():
+        for name, m in per_source.items():
+            for metric in ("SDR", "SI-SDR"):
+                if metric in m and metric in base.get(name, {}):
+                    m[f"{metric}i"] = m[metric] - base[name][metric]
+    return result
+
+
+def _clean(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def condition(row: dict[str, Any]) -> list[str]:
+    """Groups an example belongs to: overall, its kind, its TIR bin."""
+    groups = ["all", f"kind={row['kind']}"]
+    tir = row["tir_db"]
+    if np.isfinite(tir) and tir > -100:
+        groups.append("tir<0dB" if tir < 0 else "tir>=0dB")
+    return groups
+
+
+def summarise(rows: list[dict[str, Any]], names: tuple[str, str]) -> dict[str, Any]:
+    """Medians and means per group, method, source and metric."""
+    acc: dict = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        for group in condition(row):
+            for method, per_source in row["methods"].items():
+                for name, metrics in per_source.items():
+                    for metric, v in metrics.items():
+                        if v is not None and np.isfinite(v):
+                            acc[(group, method, name)][metric].append(v)
+    out: dict[str, Any] = {}
+    for (group, method, name), metrics in sorted(acc.items()):
+        out.setdefault(group, {}).setdefault(method, {})[name] = {
+            metric: {"median": float(np.median(v)), "mean": float(np.mean(v)), "n": len(v)}
+            for metric, v in sorted(metrics.items())
+        }
+    return out
+
+
+def markdown(summary: dict[str, Any], target: str) -> str:
+    """The summary as Markdown tables (target source; medians, n in brackets)."""
+    cols = ("SDR", "SDRi", "SI-SDR", "SI-SDRi", "SIR", "SAR", "ISR")
+    lines = []
+    for group, methods in summary.items():
+        lines += [f"### {group}", "", "| method | " + " | ".join(cols) + " | n |", "|---" * (len(cols) + 2) + "|"]
+        for method, per_source in methods.items():
+            m = per_source.get(target, {})
+            cells = [f"{m[c]['median']:.2f}" if c in m else "" for c in cols]
+            n = m.get("SI-SDR", {}).get("n", 0)
+            lines.append(f"| {method} | " + " | ".join(cells) + f" | {n} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------ command
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from vsep import inference, model_io, storage
+
+    model = model_io.load(args.model)
+    cfg = model.cfg
+    names = (cfg.target, "rest")
+    separate = inference.build_separate_fn(model)
+    oracle = oracle_masks(model)
+    if args.folder:
+        examples = examples_from_folder(args.folder, cfg.target, cfg.sample_rate)
+    else:
+        examples = examples_from_dataset(args.data, cfg.target, cfg.sample_rate, args.limit)
+    out = args.output_dir
+    rows, timing = [], defaultdict(float)
+    audio_s = 0.0
+    for ex in tqdm(examples, desc="evaluate", unit="ex", disable=args.no_progress, file=sys.stderr):
+        import tensorflow as tf
+
+        t0 = time.perf_counter()
+        est = {"model": separate(tf.constant(ex["mixture"])).numpy(), "mixture": np.stack([ex["mixture"]] * 2)}
+        est.update(oracle(ex["mixture"], ex["refs"]))
+        timing["separate_s"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        row = score(ex, est, cfg.sample_rate, names)
+        timing["metrics_s"] += time.perf_counter() - t0
+        audio_s += len(ex["mixture"]) / cfg.sample_rate
+        rows.append(row)
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", ex["id"])
+        storage.write_text(storage.join(out, "examples", f"{safe}.json"), json.dumps(row))
+    if not rows:
+        raise ValueError("no examples to evaluate")
+    summary = {
+        "model": str(args.model or model_io.BUNDLED),
+        "target": cfg.target,
+        "sample_rate": cfg.sample_rate,
+        "examples": len(rows),
+        "audio_s": round(audio_s, 1),
+        "skipped_for_bsseval": sum(1 for r in rows if "frames" not in r),
+        "timing": {k: round(v, 2) for k, v in timing.items()},
+        "groups": summarise(rows, names),
+    }
+    storage.write_text(storage.join(out, "summary.json"), json.dumps(summary, indent=2))
+    storage.write_text(storage.join(out, "summary.md"), markdown(summary["groups"], cfg.target))
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vsep evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", help="model directory (default: the bundled model)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="prepared data set prefix: its test split is evaluated")
+    src.add_argument("--folder", help="folder of <name>/mixture.wav with <target>.wav and rest.wav")
+    p.add_argument("--output-dir", "-o", required=True, help="where the report goes")
+    p.add_argument("--limit", type=int, help="evaluate at most this many examples")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from vsep.model_io import ModelDirError
+
+    try:
+        summary = run(args)
+    except (ValueError, FileNotFoundError, ModelDirError) as e:
+        print(f"vsep evaluate: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    target = summary["groups"]["all"].get("model", {}).get(summary["target"], {})
+    print(
+        f"evaluate  examples {summary['examples']}  target SI-SDRi median "
+        f"{target.get('SI-SDRi', {}).get('median', float('nan')):.2f} dB  SDRi median "
+        f"{target.get('SDRi', {}).get('median', float('nan')):.2f} dB  report {args.output_dir}/summary.md"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
