@@ -157,7 +157,7 @@ def score(ex: dict[str, Any], estimates: dict[str, np.ndarray], rate: int, names
                 metric: [list(map(_clean, frames[metric][k])) for k in range(2)] for metric in METRICS
             }
     base = result["methods"].get("mixture", {})
-    for method, per_source in result["methods"].items():
+    for per_source in result["methods"].values():
         for name, m in per_source.items():
             for metric in ("SDR", "SI-SDR"):
                 if metric in m and metric in base.get(name, {}):
