@@ -22,6 +22,8 @@ def pipeline_options(beam_args: Sequence[str]):
     args = list(beam_args)
     if not any(a == "--runner" or a.startswith("--runner=") for a in args):
         args.append("--runner=DirectRunner")
+    if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
+        args.append("--default_sdk_harness_log_level=WARNING")  # worker processes: warnings only
     options = PipelineOptions(args)
     # Workers (local processes or Dataflow VMs) unpickle DoFns that refer to
     # module-level names; save_main_session is not needed because the code

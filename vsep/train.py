@@ -142,14 +142,10 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     val_files = check_compatible(manifest, mcfg, "val")
     if manifest["config"].get("target") != mcfg.target:
         raise ValueError(f"data set target {manifest['config'].get('target')!r} differs from model target {mcfg.target!r}")
-    if "://" not in args.model_dir:
-        os.makedirs(args.model_dir, exist_ok=True)
     if storage.exists(storage.join(args.model_dir, model_io.CONFIG)):
         old, _, _ = model_io.read_config(args.model_dir)
         if old != mcfg:
             raise ValueError(f"{args.model_dir} holds a model with another architecture or STFT; use a new --model-dir")
-    doc = model_io.config_document(mcfg, tcfg, data=data, command=["vsep", "train", *argv])
-    model_io.write_config(args.model_dir, doc)
 
     import keras
     import tensorflow as tf
@@ -158,7 +154,12 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     from vsep.model import Separator
 
     keras.utils.set_random_seed(tcfg.seed)
+    # build first: a config the U-Net cannot be built from must not be written into the model dir
     model = Separator(mcfg, tcfg).build_for()
+    if "://" not in args.model_dir:
+        os.makedirs(args.model_dir, exist_ok=True)
+    doc = model_io.config_document(mcfg, tcfg, data=data, command=["vsep", "train", *argv])
+    model_io.write_config(args.model_dir, doc)
     model.compile(optimizer=keras.optimizers.Adam(tcfg.learning_rate))
     model.optimizer.build(model.trainable_variables)
     state = TrainingState(args.model_dir, model, tcfg)
