@@ -138,9 +138,14 @@ class ModelConfig:
         return self.fft_length // 2
 
     def patch_samples(self, frames: int | None = None) -> int:
-        """Waveform length in samples whose STFT has exactly ``frames`` frames."""
+        """Waveform length in samples whose STFT has exactly ``frames`` frames.
+
+        :class:`vsep.stft.STFT` pads ``frame_length - frame_step`` zeros at each
+        end and frames with ``pad_end``, so ``n`` samples give
+        ``ceil((n + 2 * (frame_length - frame_step)) / frame_step)`` frames.
+        """
         frames = self.patch_frames if frames is None else frames
-        return (frames - 1) * self.frame_step + self.frame_length
+        return frames * self.frame_step - 2 * (self.frame_length - self.frame_step)
 
     def validate(self) -> None:
         """Raise ``ValueError`` with one clear line for an impossible setting."""
@@ -156,6 +161,8 @@ class ModelConfig:
             raise ValueError("dropout must lie in [0, 1)")
         if self.patch_frames < 2**self.depth:
             raise ValueError(f"patch_frames must be at least 2**depth = {2**self.depth}")
+        if self.patch_samples() < self.frame_step or self.patch_samples(self.chunk_frames) < self.frame_step:
+            raise ValueError("patch_frames and chunk_frames must cover more than the STFT padding")
 
 
 @dataclass(frozen=True)

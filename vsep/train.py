@@ -71,10 +71,19 @@ class TrainingState:
         self.patience = tcfg.patience
 
     def restore(self) -> int:
-        """Load the last checkpoint, if any; returns the epoch to start from."""
+        """Load the checkpoint of the epoch ``state.json`` records, if any; returns the epoch to start from.
+
+        ``state.json`` is written after the checkpoint, so a kill in between leaves
+        a newer checkpoint than the state names; the state's own one is restored
+        (``max_to_keep=2`` keeps it), so weights, optimizer and epoch agree.
+        """
         if self.manager.latest_checkpoint and storage.exists(self.state_uri):
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-            self.state = json.loads(storage.read_text(self.state_uri))
+            state = json.loads(storage.read_text(self.state_uri))
+            name = f"ckpt-{int(state['epoch'])}"
+            path = next((p for p in self.manager.checkpoints if p.rstrip("/").endswith("/" + name)),
+                        self.manager.latest_checkpoint)
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+            self.state = state
         return int(self.state["epoch"])
 
     def callback(self, steps_per_epoch: int):

@@ -1,0 +1,351 @@
+"""Training on real audio: the tf.data pipeline, ``vsep train``, kill-and-resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vsep import model_io
+from vsep.config import ModelConfig, TrainConfig
+
+from realdata import ROOT, TARGET, needs_data, small_corpus
+
+pytestmark = needs_data
+tf = pytest.importorskip("tensorflow")
+
+# tiny model and short epochs: the machine has 2 cores shared with other work
+TINY = ModelConfig(target=TARGET, depth=3, filters=4, patch_frames=16, frame_length=256, frame_step=64, fft_length=256)
+MODEL_ARGS = [
+    "--target", TARGET, "--depth", "3", "--filters", "4", "--patch-frames", "16",
+    "--frame-length", "256", "--frame-step", "64", "--fft-length", "256",
+]
+TRAIN_ARGS = ["--batch-size", "4", "--validation-steps", "2", "--shuffle-buffer", "16", "--quiet"]
+PREP_ARGS = [
+    "--target", TARGET, "--window-s", "2.0", "--hop-s", "2.0", "--mixtures-per-window", "2",
+    "--split-fractions", "0.5", "0.25", "0.25", "--num-shards", "2",
+]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """A tiny prepared data set (2 s windows) made from real recordings by collect + prepare."""
+    from beam_jobs import collect, prepare
+
+    corpus = small_corpus(tmp_path_factory.mktemp("corpus"))
+    lake = tmp_path_factory.mktemp("lake")
+    collect.run(["--speakers", str(corpus / "speakers"), "--noise", str(corpus / "noise"),
+                 "--rir", str(corpus / "rir"), "--lake", str(lake)])
+    out = tmp_path_factory.mktemp("prepared")
+    manifest = prepare.run(["--lake", str(lake), "--output", str(out), *PREP_ARGS])
+    assert all(manifest["counts"].get(s, 0) > 0 for s in ("train", "val")), manifest["counts"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def manifest(data_dir) -> dict:
+    from vsep.manifest import read_manifest
+
+    return read_manifest(str(data_dir))
+
+
+def _train_argv(data_dir: Path, model_dir: Path, epochs: int, steps: int) -> list[str]:
+    return ["--data", str(data_dir), "--model-dir", str(model_dir), *MODEL_ARGS, *TRAIN_ARGS,
+            "--epochs", str(epochs), "--steps-per-epoch", str(steps)]
+
+
+def _history(model_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (model_dir / "history.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory) -> Path:
+    """A model trained for 2 epochs of 3 steps through ``vsep train``."""
+    from vsep import train
+
+    model_dir = tmp_path_factory.mktemp("model") / "m"
+    assert train.main(_train_argv(data_dir, model_dir, epochs=2, steps=3)) == 0
+    return model_dir
+
+
+# ---------------------------------------------------------------- tf.data
+
+
+def test_training_batches_have_patch_shapes(manifest):
+    from vsep.dataset import make_dataset
+
+    n = TINY.patch_samples()
+    tcfg = TrainConfig(batch_size=4, shuffle_buffer=16, remix_prob=1.0)
+    ds = make_dataset(manifest["files"]["train"], TINY, tcfg, training=True)
+    for mixture, sources in ds.take(3):
+        assert mixture.shape == (4, n) and sources.shape == (4, 2, n)
+        assert mixture.dtype == tf.float32 and sources.dtype == tf.float32
+        m, s = mixture.numpy(), sources.numpy()
+        assert np.all(np.isfinite(m)) and np.any(m)
+        np.testing.assert_allclose(m, s.sum(axis=1), atol=1e-6)  # remix keeps mixture == target + rest
+        assert np.max(np.abs(m)) <= 1.0
+
+
+def test_evaluation_pass_is_exact_and_repeatable(manifest):
+    from vsep.dataset import make_dataset
+
+    tcfg = TrainConfig(batch_size=3)
+    ds = make_dataset(manifest["files"]["val"], TINY, tcfg, training=False)
+    first = [(m.numpy(), s.numpy()) for m, s in ds]
+    second = [(m.numpy(), s.numpy()) for m, s in ds]
+    assert sum(len(m) for m, _ in first) == manifest["counts"]["val"]  # one pass, last batch kept
+    for (m, s), (m2, s2) in zip(first, second):
+        np.testing.assert_array_equal(m, m2)  # centre crops, fixed order
+        np.testing.assert_array_equal(s, s2)
+        assert m.shape[1] == TINY.patch_samples()
+        # prepare wrote mixture == target + other + noise; rest = other + noise
+        np.testing.assert_allclose(m, s[:, 0] + s[:, 1], atol=1e-6)
+
+
+def test_remix_keeps_sums_sets_ratio_and_never_clips(manifest):
+    from vsep.dataset import make_dataset, remix
+
+    ds = make_dataset(manifest["files"]["train"], TINY, TrainConfig(), training=False, batch_size=8)
+    mixture, sources = next(iter(ds))
+    # remix every example at a TIR in [-3, 3] dB, with a gain that would clip without the peak fix
+    tcfg = TrainConfig(remix_prob=1.0, tir_db=(-3.0, 3.0), gain_db=(20.0, 20.0))
+    m, s = (x.numpy() for x in remix(mixture, sources, tcfg, seed=1))
+    np.testing.assert_allclose(m, s.sum(axis=1), atol=1e-6)
+    assert np.max(np.abs(m)) <= 0.99 + 1e-6
+    target, rest = sources.numpy()[:, 0], np.roll(sources.numpy()[:, 1], 1, axis=0)
+    checked = 0
+    for i in range(len(m)):
+        e_t, e_r = np.sum(target[i] ** 2), np.sum(rest[i] ** 2)
+        if e_t > 1e-6 and e_r > 1e-6:  # both present: interference is the next example's, at the drawn TIR
+            tir = 10 * np.log10(np.sum(s[i, 0] ** 2) / np.sum(s[i, 1] ** 2))
+            assert -3.01 <= tir <= 3.01, tir
+            checked += 1
+    assert checked > 0
+    # no remix, no gain: the batch comes back unchanged
+    same = remix(mixture, sources, TrainConfig(remix_prob=0.0, gain_db=(0.0, 0.0)), seed=1)
+    np.testing.assert_allclose(same[0].numpy(), mixture.numpy(), atol=1e-6)
+    np.testing.assert_allclose(same[1].numpy(), sources.numpy(), atol=1e-6)
+
+
+# ---------------------------------------------------------------- vsep train
+
+
+def test_train_writes_model_dir(trained):
+    mcfg, tcfg, doc = model_io.read_config(str(trained))
+    assert mcfg == TINY
+    assert tcfg.epochs == 2 and tcfg.steps_per_epoch == 3 and tcfg.batch_size == 4
+    assert doc["format"] == "vsep-model" and doc["command"][:2] == ["vsep", "train"]
+    assert (trained / "model.weights.h5").is_file()
+    hist = _history(trained)
+    assert [h["epoch"] for h in hist] == [1, 2]
+    assert [h["step"] for h in hist] == [3, 6]
+    assert all(np.isfinite(h["loss"]) and np.isfinite(h["val_loss"]) for h in hist)
+    state = json.loads((trained / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 2
+    assert state["best_val_loss"] == pytest.approx(min(h["val_loss"] for h in hist), abs=1e-4)  # history rounds
+    model = model_io.load(str(trained))
+    y = model(tf.zeros([1, 3001])).numpy()
+    assert y.shape == (1, 2, 3001) and np.all(np.isfinite(y))
+
+
+def test_rerun_of_a_finished_run_does_nothing_and_more_epochs_resume(trained, data_dir, tmp_path, capsys):
+    from vsep import train
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(trained, model_dir)
+    assert train.main(_train_argv(data_dir, model_dir, epochs=2, steps=3)) == 0
+    assert "already finished at epoch 2" in capsys.readouterr().out
+    assert len(_history(model_dir)) == 2
+    assert train.main(_train_argv(data_dir, model_dir, epochs=3, steps=3)) == 0
+    assert "resuming from epoch 2" in capsys.readouterr().out
+    assert [h["epoch"] for h in _history(model_dir)] == [1, 2, 3]
+
+
+def test_kill_and_resume(data_dir, tmp_path):
+    """SIGKILL a training process after its first checkpoint; the same command resumes and finishes.
+
+    What is asserted about history.jsonl: the killed run logged epochs 1..k in
+    order, the resumed run logs N+1..E where N is the epoch it says it resumes
+    from (N >= 1, the last epoch whose state.json was written). A kill between
+    the history line of epoch N+1 and that epoch's state.json leaves epoch
+    N+1 logged twice; that is the only duplicate allowed.
+    """
+    epochs, steps = 6, 12
+    model_dir = tmp_path / "m"
+    cmd = [sys.executable, "-m", "vsep.train", *_train_argv(data_dir, model_dir, epochs, steps)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    state = model_dir / "checkpoints" / "state.json"
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        while True:
+            assert proc.poll() is None, "training ended before it could be killed:\n" + proc.stdout.read()
+            assert time.time() - t0 < 120, "no checkpoint within 120 s"
+            if state.exists() and json.loads(state.read_text())["epoch"] >= 1:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = json.loads(state.read_text())["epoch"]
+    assert 1 <= killed_at < epochs
+    before = [h["epoch"] for h in _history(model_dir)]
+    assert before[:killed_at] == list(range(1, killed_at + 1))
+
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    resumed = [int(line.split()[-1]) for line in done.stdout.splitlines() if "resuming from epoch" in line]
+    assert resumed == [killed_at], done.stdout
+    n = resumed[0]
+    assert json.loads(state.read_text())["epoch"] == epochs
+    after = [h["epoch"] for h in _history(model_dir)]
+    assert after[: len(before)] == before and before in (list(range(1, n + 1)), list(range(1, n + 2)))
+    assert after[len(before):] == list(range(n + 1, epochs + 1))
+    assert sorted(set(after)) == list(range(1, epochs + 1))
+    assert len(after) - len(set(after)) <= 1
+    assert (model_dir / "model.weights.h5").is_file()
+    assert time.time() - t0 < 240
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_model_dir_of_another_format_version_is_refused(trained, tmp_path):
+    model_dir = tmp_path / "m"
+    shutil.copytree(trained, model_dir)
+    doc = json.loads((model_dir / "config.json").read_text())
+    doc["format_version"] = 99
+    (model_dir / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(model_io.ModelDirError) as e:
+        model_io.load(str(model_dir))
+    msg = str(e.value)
+    assert "\n" not in msg and "incompatible" in msg and "99" in msg and str(model_dir) in msg
+
+
+def test_missing_or_empty_model_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(model_io.ModelDirError, match="does not exist"):
+        model_io.load(str(tmp_path / "nowhere"))
+    with pytest.raises(model_io.ModelDirError, match="no config.json"):
+        model_io.load(str(tmp_path))
+
+
+def test_weights_that_do_not_fit_the_config_are_refused(trained, tmp_path):
+    model_dir = tmp_path / "m"
+    shutil.copytree(trained, model_dir)
+    doc = json.loads((model_dir / "config.json").read_text())
+    doc["model"]["filters"] = 8
+    (model_dir / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(model_io.ModelDirError) as e:
+        model_io.load(str(model_dir))
+    assert "weights do not fit" in str(e.value) and "\n" not in str(e.value)
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("vsep train: error: ")
+    return err[0]
+
+
+def test_data_of_another_sample_rate_exits_2(data_dir, tmp_path, capsys):
+    from vsep import train
+
+    model_dir = tmp_path / "m"
+    rc = train.main([*_train_argv(data_dir, model_dir, 1, 1), "--sample-rate", "8000"])
+    assert rc == 2
+    assert "sample rate 16000 Hz differs from the model's 8000 Hz" in _one_line_error(capsys)
+    assert not model_dir.exists()
+
+
+def test_other_architecture_in_existing_model_dir_exits_2(trained, data_dir, tmp_path, capsys):
+    from vsep import train
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(trained, model_dir)
+    before = (model_dir / "config.json").read_text()
+    rc = train.main([*_train_argv(data_dir, model_dir, 3, 1), "--filters", "8"])
+    assert rc == 2
+    assert "another architecture" in _one_line_error(capsys)
+    assert (model_dir / "config.json").read_text() == before
+    assert len(_history(model_dir)) == 2
+
+
+def test_other_format_version_in_model_dir_exits_2(trained, data_dir, tmp_path, capsys):
+    from vsep import train
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(trained, model_dir)
+    doc = json.loads((model_dir / "config.json").read_text())
+    doc["format_version"] = 0
+    (model_dir / "config.json").write_text(json.dumps(doc))
+    assert train.main(_train_argv(data_dir, model_dir, 3, 1)) == 2
+    assert "incompatible vsep" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    "extra,words",
+    [
+        (["--target", "biden"], "differs from model target"),
+        (["--patch-frames", "1024"], "shorter than a model patch"),
+        (["--fft-length", "1000"], "power of two"),
+        (["--depth", "8", "--patch-frames", "256"], "divisible by 2**depth"),  # 128 bins; passes validate()
+    ],
+)
+def test_bad_settings_exit_2_and_leave_no_model_dir(data_dir, tmp_path, capsys, extra, words):
+    from vsep import train
+
+    model_dir = tmp_path / "m"
+    assert train.main([*_train_argv(data_dir, model_dir, 1, 1), *extra]) == 2
+    assert words in _one_line_error(capsys)
+    assert not (model_dir / "config.json").exists()
+
+
+def test_missing_data_exits_2(tmp_path, capsys):
+    from vsep import train
+
+    assert train.main(_train_argv(tmp_path / "nodata", tmp_path / "m", 1, 1)) == 2
+    assert "no prepared data set" in _one_line_error(capsys)
+
+
+def test_resume_after_kill_between_checkpoint_and_state_file(trained, tmp_path):
+    """Epoch 2's checkpoint is written, its state.json is not (a kill in between).
+
+    Resuming restores epoch 1's checkpoint (optimizer at 3 steps), not the newer
+    one, so weights, optimizer and epoch agree.
+    """
+    import keras
+
+    from vsep.model import Separator
+    from vsep.train import TrainingState
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(trained, model_dir)
+    assert (model_dir / "checkpoints" / "ckpt-2.index").exists()
+    first = _history(model_dir)[0]
+    state = {"epoch": 1, "best_val_loss": first["val_loss"], "wait": 0, "stopped": False, "best_epoch": 1}
+    (model_dir / "checkpoints" / "state.json").write_text(json.dumps(state))
+    mcfg, tcfg, _ = model_io.read_config(str(model_dir))
+    model = Separator(mcfg, tcfg).build_for()
+    model.compile(optimizer=keras.optimizers.Adam(tcfg.learning_rate))
+    model.optimizer.build(model.trainable_variables)
+    assert TrainingState(str(model_dir), model, tcfg).restore() == 1
+    assert int(model.optimizer.iterations.numpy()) == 1 * tcfg.steps_per_epoch
+    # and with the state of epoch 2 it is epoch 2's checkpoint
+    model2 = Separator(mcfg, tcfg).build_for()
+    model2.compile(optimizer=keras.optimizers.Adam(tcfg.learning_rate))
+    model2.optimizer.build(model2.trainable_variables)
+    shutil.copy(trained / "checkpoints" / "state.json", model_dir / "checkpoints" / "state.json")
+    assert TrainingState(str(model_dir), model2, tcfg).restore() == 2
+    assert int(model2.optimizer.iterations.numpy()) == 2 * tcfg.steps_per_epoch
