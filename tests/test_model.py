@@ -66,7 +66,7 @@ def test_stft_batch_items_are_independent(speech):
     assert np.max(np.abs(back - batch)) < 1e-4
 
 
-# ---------------------------------------------------------------- U-Net and Separator
+# ---------------------------------------------------------------- U-Net and SeparationModel
 
 
 @pytest.mark.parametrize("frames", [1, 13, 37, 16])
@@ -83,9 +83,9 @@ def test_unet_any_frame_count(frames):
 
 @pytest.mark.parametrize("n", [4001, 3333, TINY.patch_samples() + 7])
 def test_separator_output_length_equals_input_length(n):
-    from vsep.model import Separator
+    from vsep.model import SeparationModel
 
-    model = Separator(TINY)
+    model = SeparationModel(TINY)
     rng = np.random.default_rng(n)
     x = (0.1 * rng.normal(size=(2, n))).astype(np.float32)
     y = model(x).numpy()
@@ -95,9 +95,9 @@ def test_separator_output_length_equals_input_length(n):
 
 def test_masks_sum_to_mixture_with_wiener():
     """Wiener masks sum to one, so target + rest reconstructs the mixture."""
-    from vsep.model import Separator
+    from vsep.model import SeparationModel
 
-    model = Separator(TINY)
+    model = SeparationModel(TINY)
     x = (0.1 * np.random.default_rng(1).normal(size=(1, 5003))).astype(np.float32)
     y = model(x, wiener=True).numpy()
     np.testing.assert_allclose(y.sum(axis=1), x, atol=1e-4)
@@ -135,9 +135,9 @@ def test_architecture_settings_change_the_model():
 
 
 def test_silent_input_gives_finite_silent_output():
-    from vsep.model import Separator
+    from vsep.model import SeparationModel
 
-    model = Separator(TINY)
+    model = SeparationModel(TINY)
     for wiener in (False, True):
         y = model(tf.zeros([2, 4321]), wiener=wiener).numpy()
         assert y.shape == (2, 2, 4321)
@@ -150,7 +150,7 @@ def test_silent_patches_give_finite_losses():
     import keras
 
     from vsep.config import TrainConfig
-    from vsep.model import Separator
+    from vsep.model import SeparationModel
 
     n = TINY.patch_samples()
     rng = np.random.default_rng(3)
@@ -159,7 +159,7 @@ def test_silent_patches_give_finite_losses():
     sources = np.stack([np.stack([speech, zero]), np.stack([zero, speech]), np.stack([zero, zero])])
     mixture = sources.sum(axis=1)
     for loss in ("l1_mag", "l1_mag+sisdr"):  # the second covers the sisdr term too
-        model = Separator(TINY, TrainConfig(loss=loss)).build_for()
+        model = SeparationModel(TINY, TrainConfig(loss=loss)).build_for()
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
         logs = model.train_on_batch(mixture, sources, return_dict=True)
         assert np.isfinite(logs["loss"]), loss
@@ -227,8 +227,8 @@ def test_model_config_accepts_defaults_and_tiny():
 
 def test_too_deep_for_the_frequency_axis_is_a_clear_error():
     """fft 256 has 128 bins: 2**8 does not divide them (validate alone lets it through)."""
-    from vsep.model import Separator
+    from vsep.model import SeparationModel
 
     cfg = dataclasses.replace(TINY, depth=8, patch_frames=256)
     with pytest.raises(ValueError, match="divisible by 2\\*\\*depth"):
-        Separator(cfg)
+        SeparationModel(cfg)

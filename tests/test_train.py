@@ -327,7 +327,7 @@ def test_resume_after_kill_between_checkpoint_and_state_file(trained, tmp_path):
     """
     import keras
 
-    from vsep.model import Separator
+    from vsep.model import SeparationModel
     from vsep.train import TrainingState
 
     model_dir = tmp_path / "m"
@@ -337,13 +337,13 @@ def test_resume_after_kill_between_checkpoint_and_state_file(trained, tmp_path):
     state = {"epoch": 1, "best_val_loss": first["val_loss"], "wait": 0, "stopped": False, "best_epoch": 1}
     (model_dir / "checkpoints" / "state.json").write_text(json.dumps(state))
     mcfg, tcfg, _ = model_io.read_config(str(model_dir))
-    model = Separator(mcfg, tcfg).build_for()
+    model = SeparationModel(mcfg, tcfg).build_for()
     model.compile(optimizer=keras.optimizers.Adam(tcfg.learning_rate))
     model.optimizer.build(model.trainable_variables)
     assert TrainingState(str(model_dir), model, tcfg).restore() == 1
     assert int(model.optimizer.iterations.numpy()) == 1 * tcfg.steps_per_epoch
     # and with the state of epoch 2 it is epoch 2's checkpoint
-    model2 = Separator(mcfg, tcfg).build_for()
+    model2 = SeparationModel(mcfg, tcfg).build_for()
     model2.compile(optimizer=keras.optimizers.Adam(tcfg.learning_rate))
     model2.optimizer.build(model2.trainable_variables)
     shutil.copy(trained / "checkpoints" / "state.json", model_dir / "checkpoints" / "state.json")

@@ -5,7 +5,7 @@ voice separation with deep U-Net convolutional networks"): strided 5x5
 convolutions with batch norm and leaky ReLU in the encoder; transposed
 convolutions, batch norm, ReLU, dropout (first three layers) and skip
 connections in the decoder. It predicts two sigmoid masks, target and rest
-(multi-task). :class:`Separator` wraps it between the STFT layers: waveform in,
+(multi-task). :class:`SeparationModel` wraps it between the STFT layers: waveform in,
 waveforms out, with the training and validation steps and their losses.
 
 Shapes: waveforms ``[batch, samples]``; spectra ``[batch, frames, bins + 1, 2]``;
@@ -95,7 +95,7 @@ def si_sdr(reference, estimate):
     return 10.0 * tf.math.log(ratio) / tf.math.log(10.0)
 
 
-class Separator(keras.Model):
+class SeparationModel(keras.Model):
     """Waveform ``[batch, samples]`` -> separated waveforms ``[batch, 2, samples]``.
 
     ``fit`` takes ``(mixture [batch, samples], sources [batch, 2, samples])``.
@@ -186,7 +186,7 @@ class Separator(keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.sisdr_tracker, self.sisdri_tracker]
 
-    def build_for(self, samples: int | None = None) -> Separator:
+    def build_for(self, samples: int | None = None) -> SeparationModel:
         """Create the weights by running once on silence of ``samples`` samples."""
         n = samples or self.cfg.patch_samples()
         self(tf.zeros([1, n]))

@@ -72,15 +72,15 @@ def read_config(model_dir: str) -> tuple[ModelConfig, TrainConfig, dict[str, Any
 
 
 def load(model_dir: str | None = None):
-    """The :class:`vsep.model.Separator` of a model directory (default: the bundled model)."""
-    from vsep.model import Separator
+    """The :class:`vsep.model.SeparationModel` of a model directory (default: the bundled model)."""
+    from vsep.model import SeparationModel
 
     model_dir = str(model_dir or BUNDLED)
     mcfg, tcfg, _ = read_config(model_dir)
     weights = storage.join(model_dir, WEIGHTS)
     if not storage.exists(weights):
         raise ModelDirError(f"{model_dir}: no trained weights ({WEIGHTS})")
-    model = Separator(mcfg, tcfg).build_for()
+    model = SeparationModel(mcfg, tcfg).build_for()
     local = _local_copy(weights)
     try:
         model.load_weights(local)

@@ -160,11 +160,11 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     import tensorflow as tf
 
     from vsep.dataset import make_dataset
-    from vsep.model import Separator
+    from vsep.model import SeparationModel
 
     keras.utils.set_random_seed(tcfg.seed)
     # build first: a config the U-Net cannot be built from must not be written into the model dir
-    model = Separator(mcfg, tcfg).build_for()
+    model = SeparationModel(mcfg, tcfg).build_for()
     if "://" not in args.model_dir:
         os.makedirs(args.model_dir, exist_ok=True)
     doc = model_io.config_document(mcfg, tcfg, data=data, command=["vsep", "train", *argv])
