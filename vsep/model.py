@@ -174,9 +174,12 @@ class SeparationModel(keras.Model):
         loss, est = self._loss(mixture, sources, training=False)
         self.loss_tracker.update_state(loss)
         target = sources[:, 0]
-        has_target = tf.reduce_sum(target**2, axis=-1) > 1e-6
-        sdr = tf.boolean_mask(si_sdr(target, est[:, 0]), has_target)
-        base = tf.boolean_mask(si_sdr(target, mixture), has_target)
+        # SI-SDR(i) only where there is something to separate: target and interference both present
+        # (on target-only patches the mixture baseline is near-infinite and would swamp the mean)
+        energy = tf.reduce_sum(sources**2, axis=-1)
+        mixed = (energy[:, 0] > 1e-6) & (energy[:, 1] > 1e-6)
+        sdr = tf.boolean_mask(si_sdr(target, est[:, 0]), mixed)
+        base = tf.boolean_mask(si_sdr(target, mixture), mixed)
         self.sisdr_tracker.update_state(sdr)
         self.sisdri_tracker.update_state(sdr - base)
         return {"loss": self.loss_tracker.result(), "si_sdr": self.sisdr_tracker.result(),
