@@ -104,6 +104,7 @@ class Writer:
         import soundfile as sf
         import soxr
 
+        self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.final = [folder / f"{n}.wav" for n in names]
         self.tmp = [folder / f".{n}.wav.partial" for n in names]
@@ -130,6 +131,10 @@ class Writer:
         if not ok:
             for p in self.tmp:
                 p.unlink(missing_ok=True)
+            try:  # leave no empty folder behind for an input that failed
+                self.folder.rmdir()
+            except OSError:
+                pass
             return []
         for t, p in zip(self.tmp, self.final):
             os.replace(t, p)
@@ -195,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("  ".join(str(f) for f in files))
         except (AudioError, RuntimeError, OSError) as e:
             failed += 1
-            print(f"vsep separate: error: {_first_line(e)}", file=sys.stderr)
+            msg = _first_line(e)  # decoder errors (e.g. libsndfile's mid-stream ones) do not name the file
+            print(f"vsep separate: error: {msg if path in msg else f'{path}: {msg}'}", file=sys.stderr)
     return 1 if failed else 0
 
 
