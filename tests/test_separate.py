@@ -381,3 +381,10 @@ def test_api_keeps_length_and_rate_of_synthetic_input(separator):
 def test_api_rejects_bad_input(separator, bad):
     with pytest.raises(ValueError):
         separator.separate(bad, RATE)
+
+
+def test_inputs_sharing_a_stem_get_their_own_folders():
+    from vsep.separate import folder_names
+
+    assert folder_names(["x/a.mp3", "y/a.wav", "b.flac"]) == ["a_mp3", "a_wav", "b"]
+    assert folder_names(["a.mp3"]) == ["a"]

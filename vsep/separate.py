@@ -141,8 +141,19 @@ class Writer:
         return self.final
 
 
-def separate_file(path: str, out_dir: Path, separate_fn, cfg, show_progress: bool = True) -> list[Path]:
-    """Separate one file into ``out_dir/<stem>/{target,rest}.wav``; raises AudioError for bad input."""
+def folder_names(paths: Sequence[str]) -> list[str]:
+    """Output folder per input: its stem, or ``<stem>_<ext>`` when two inputs share a stem."""
+    stems = [Path(p).stem for p in paths]
+    return [
+        f"{stem}_{Path(p).suffix.lstrip('.')}" if stems.count(stem) > 1 and Path(p).suffix else stem
+        for p, stem in zip(paths, stems)
+    ]
+
+
+def separate_file(
+    path: str, out_dir: Path, separate_fn, cfg, show_progress: bool = True, name: str | None = None
+) -> list[Path]:
+    """Separate one file into ``out_dir/<name or stem>/{target,rest}.wav``; raises AudioError for bad input."""
     from tqdm import tqdm
 
     from vsep import inference
@@ -155,7 +166,7 @@ def separate_file(path: str, out_dir: Path, separate_fn, cfg, show_progress: boo
             from vsep.audio import AudioError
 
             raise AudioError(f"{path}: no samples (zero-length audio)")
-        writer = Writer(out_dir / Path(path).stem, (cfg.target, "rest"), opened.rate, cfg.sample_rate, opened.frames)
+        writer = Writer(out_dir / (name or Path(path).stem), (cfg.target, "rest"), opened.rate, cfg.sample_rate, opened.frames)
         with tqdm(total=opened.frames, unit="smp", unit_scale=True, desc=Path(path).name, leave=False,
                   disable=not show_progress, file=sys.stderr) as bar:
             pieces = inference.stream(read_blocks(opened, cfg.sample_rate, bar), separate_fn, cfg)
@@ -194,9 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     separate_fn = inference.build_separate_fn(model, wiener=args.wiener)
     failed = 0
-    for path in args.files:
+    for path, name in zip(args.files, folder_names(args.files)):
         try:
-            files = separate_file(path, Path(args.output_dir), separate_fn, model.cfg, not args.no_progress)
+            files = separate_file(path, Path(args.output_dir), separate_fn, model.cfg, not args.no_progress, name)
             print("  ".join(str(f) for f in files))
         except (AudioError, RuntimeError, OSError) as e:
             failed += 1
