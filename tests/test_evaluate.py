@@ -205,6 +205,13 @@ def test_evaluate_test_split_of_prepared_data(model_dir, prepared, tmp_path, cap
     assert summary["examples"] == min(2, manifest["counts"]["test"])
     assert len(list((out / "examples").iterdir())) == summary["examples"]
     assert any(g.startswith("kind=") for g in summary["groups"])
+    assert "nmf" in summary["groups"]["all"]  # the supervised NMF baseline learned from the train split
+    assert (out / "nmf_bases.npz").exists()
+    page = (out / "report.html").read_text()
+    assert page.count("<audio controls") == 9 and page.count("<img") == 3  # best, median, worst
+    for label in ("best", "median", "worst"):
+        assert (out / "report" / f"{label}.png").stat().st_size > 10_000
+    assert summary["timing"]["metrics_s_per_audio_minute"] > 0
 
 
 def test_data_of_another_sample_rate_exits_2(prepared, tmp_path, capsys):
@@ -230,3 +237,19 @@ def test_empty_test_split_exits_2(lake, model_dir, tmp_path, capsys):
     assert rc == 2
     assert len(err) == 1 and err[0].startswith("vsep evaluate: error: ") and "test split is empty" in err[0], err
     assert not (out / "summary.json").exists()
+
+
+def test_supervised_nmf_separates_what_its_bases_learned():
+    """Bases learned on a low tone (target) and high noise (rest) separate their mixture."""
+    from vsep import nmf
+
+    rng = np.random.default_rng(0)
+    f, t = 64, 400
+    low = np.zeros((f, t), np.float32)
+    low[2:6] = rng.uniform(0.5, 1.0, (4, t))
+    high = np.zeros((f, t), np.float32)
+    high[40:60] = rng.uniform(0.1, 0.5, (20, t))
+    sep = nmf.NMFSeparator(nmf.learn_bases(low + 1e-3, 4), nmf.learn_bases(high + 1e-3, 8))
+    masks = sep.masks(low + high)
+    np.testing.assert_allclose(masks.sum(axis=0), 1.0, atol=1e-4)
+    assert masks[0, 2:6].mean() > 0.9 and masks[1, 40:60].mean() > 0.9

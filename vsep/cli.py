@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("beam_jobs.collect", "recordings (manifest, folders; local, gs://, http) -> data lake"),
     "prepare": ("beam_jobs.prepare", "data lake -> LUFS-normalised mixtures as sharded TFRecords"),
     "train": ("vsep.train", "prepared TFRecords -> a separation model (resumable)"),
+    "tune": ("tuner.search", "hyperparameter search (STFT, U-Net, loss, learning rate) with keras-tuner"),
     "separate": ("vsep.separate", "recordings -> <target>.wav and rest.wav per input"),
     "evaluate": ("vsep.evaluate", "a model vs baselines: BSSEval v4 and SI-SDR report"),
     "export": ("vsep.export", "a model -> a SavedModel for serving (STFT inside the graph)"),

@@ -4,7 +4,8 @@
     vsep evaluate [--model DIR] --folder DIR --output-dir OUT      # DIR/<name>/mixture.wav + <target>.wav, rest.wav
 
 Methods, on the same examples: the model; the unprocessed mixture; the oracle
-ideal ratio and binary masks at the model's STFT (the upper bound of masking).
+ideal ratio and binary masks at the model's STFT (the upper bound of masking);
+supervised NMF (bases learned on the training split, ``vsep/nmf.py``).
 Metrics per example and source: museval BSSEval v4 SDR, SIR, SAR, ISR (window
 and hop of one second at the evaluation rate; median over windows) and SI-SDR,
 each also as improvement over the mixture. Examples whose reference is silent
@@ -12,7 +13,9 @@ each also as improvement over the mixture. Examples whose reference is silent
 
 Writes ``OUT/examples/<id>.json`` (museval-style frames), ``OUT/summary.json``
 and ``OUT/summary.md`` (medians and means per method, overall and per
-condition: mixture kind and target-to-interference ratio).
+condition: mixture kind and target-to-interference ratio), and
+``OUT/report.html`` with spectrograms, masks and audio players for the best,
+median and worst examples.
 """
 
 from __future__ import annotations
@@ -110,6 +113,52 @@ def oracle_masks(model) -> Callable[[np.ndarray, np.ndarray], dict[str, np.ndarr
             est = [model.istft(spec * masks[..., k : k + 1], length=n)[0].numpy() for k in range(2)]
             out[name] = np.stack(est)
         return out
+
+    return run
+
+
+def nmf_method(model, train_prefix: str | None, out_dir: str, components: int = 32):
+    """Supervised NMF (bases learned on the training split's target and interference), or None.
+
+    Bases are cached as ``<out_dir>/nmf_bases.npz``.
+    """
+    import tensorflow as tf
+
+    from vsep import nmf, storage
+    from vsep.stft import magnitude
+
+    def mag(x: np.ndarray) -> np.ndarray:  # [n] -> [F, T]
+        return magnitude(model.stft(tf.constant(x[None], tf.float32)))[0].numpy().T
+
+    cache = os.path.join(out_dir, "nmf_bases.npz")
+    if os.path.exists(cache):
+        sep = nmf.NMFSeparator.load(cache)
+    else:
+        if not train_prefix:
+            return None
+        from vsep.manifest import read_manifest
+
+        try:
+            files = read_manifest(train_prefix)["files"].get("train", [])
+        except (FileNotFoundError, storage.StorageError):
+            return None
+        if not files:
+            return None
+        compression = "GZIP" if files[0].endswith(".gz") else ""
+        from vsep import schema
+
+        ds = tf.data.TFRecordDataset(files, compression_type=compression).map(schema.parse).take(400)
+        pairs = ((ex["target"].numpy(), (ex["other"] + ex["noise"]).numpy()) for ex in ds)
+        sep = nmf.fit_from_examples(pairs, mag, components=components)
+        os.makedirs(out_dir, exist_ok=True)
+        sep.save(cache)
+
+    def run(mixture: np.ndarray) -> np.ndarray:
+        spec = model.stft(tf.constant(mixture[None], tf.float32))
+        masks = sep.masks(magnitude(spec)[0].numpy().T)  # [2, F, T]
+        est = [model.istft(spec * tf.constant(masks[k].T[None, ..., None]), length=len(mixture))[0].numpy()
+               for k in range(2)]
+        return np.stack(est)
 
     return run
 
@@ -225,12 +274,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     names = (cfg.target, "rest")
     separate = inference.build_separate_fn(model)
     oracle = oracle_masks(model)
+    nmf_data = args.nmf_data or args.data or model_io.read_config(str(args.model or model_io.BUNDLED))[2].get("data")
+    nmf = None if args.no_nmf else nmf_method(model, nmf_data, args.output_dir)
     if args.folder:
         examples = examples_from_folder(args.folder, cfg.target, cfg.sample_rate)
     else:
         examples = examples_from_dataset(args.data, cfg.target, cfg.sample_rate, args.limit)
     out = args.output_dir
     rows, timing = [], defaultdict(float)
+    audio: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     audio_s = 0.0
     for ex in tqdm(examples, desc="evaluate", unit="ex", disable=args.no_progress, file=sys.stderr):
         import tensorflow as tf
@@ -238,12 +290,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         est = {"model": separate(tf.constant(ex["mixture"])).numpy(), "mixture": np.stack([ex["mixture"]] * 2)}
         est.update(oracle(ex["mixture"], ex["refs"]))
+        if nmf is not None:
+            est["nmf"] = nmf(ex["mixture"])
         timing["separate_s"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         row = score(ex, est, cfg.sample_rate, names)
         timing["metrics_s"] += time.perf_counter() - t0
         audio_s += len(ex["mixture"]) / cfg.sample_rate
         rows.append(row)
+        audio[ex["id"]] = (ex["mixture"], ex["refs"][0], est["model"][0])
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", ex["id"])
         storage.write_text(storage.join(out, "examples", f"{safe}.json"), json.dumps(row))
     if not rows:
@@ -258,9 +313,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "timing": {k: round(v, 2) for k, v in timing.items()},
         "groups": summarise(rows, names),
     }
+    summary["timing"]["metrics_s_per_audio_minute"] = round(timing["metrics_s"] / max(audio_s / 60, 1e-9), 2)
+    summary["timing"]["methods_scored"] = len(rows[0]["methods"])
+    table = markdown(summary["groups"], cfg.target)
     storage.write_text(storage.join(out, "summary.json"), json.dumps(summary, indent=2))
-    storage.write_text(storage.join(out, "summary.md"), markdown(summary["groups"], cfg.target))
+    storage.write_text(storage.join(out, "summary.md"), table)
+    if "://" not in out:
+        from vsep import report
+
+        report.write(out, summary, table, showcases(model, rows, audio, cfg.target), cfg.sample_rate, cfg.frame_step)
     return summary
+
+
+def showcases(model, rows: list[dict[str, Any]], audio: dict, target: str) -> list[dict[str, Any]]:
+    """Best, median and worst examples by the model's target SI-SDRi, with spectra and mask."""
+    import tensorflow as tf
+
+    from vsep.stft import magnitude
+
+    scored = [(r["methods"]["model"][target]["SI-SDRi"], r["id"]) for r in rows
+              if "SI-SDRi" in r["methods"].get("model", {}).get(target, {})]
+    if not scored:
+        return []
+    scored.sort()
+    picks = {"worst": scored[0], "median": scored[len(scored) // 2], "best": scored[-1]}
+    out = []
+    for label, (value, ex_id) in picks.items():
+        mixture, reference, estimate = audio[ex_id]
+        spec = model.stft(tf.constant(mixture[None]))
+        mask = model.masks(spec)[0, :, :, 0].numpy()
+        mags = {name: magnitude(model.stft(tf.constant(x[None])))[0].numpy()
+                for name, x in (("mixture", mixture), ("reference", reference), ("estimate", estimate))}
+        out.append({"label": label, "id": ex_id, "si_sdri": value, "spectra": mags, "mask": mask,
+                    "audio": {"mixture": mixture, "reference": reference, "estimate": estimate}})
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--folder", help="folder of <name>/mixture.wav with <target>.wav and rest.wav")
     p.add_argument("--output-dir", "-o", required=True, help="where the report goes")
     p.add_argument("--limit", type=int, help="evaluate at most this many examples")
+    p.add_argument("--nmf-data", help="prepared data set whose train split teaches the NMF baseline "
+                   "(default: --data, else the model's training data)")
+    p.add_argument("--no-nmf", action="store_true", help="skip the supervised NMF baseline")
     p.add_argument("--no-progress", action="store_true")
     return p
 
