@@ -32,16 +32,24 @@ def num_frames(cfg: ModelConfig, num_samples: int) -> int:
     return -(-padded // cfg.frame_step)
 
 
-class STFT(keras.layers.Layer):
-    """Waveform ``[batch, samples]`` -> spectrum ``[batch, frames, bins + 1, 2]``."""
+class _StftLayer(keras.layers.Layer):
+    """What both directions share: the three STFT sizes, from a config or as numbers."""
 
     def __init__(self, frame_length: int, frame_step: int, fft_length: int, **kwargs) -> None:
         super().__init__(**kwargs)
         self.frame_length, self.frame_step, self.fft_length = frame_length, frame_step, fft_length
 
     @classmethod
-    def from_config_dataclass(cls, cfg: ModelConfig, **kwargs) -> STFT:
+    def from_config_dataclass(cls, cfg: ModelConfig, **kwargs):
         return cls(cfg.frame_length, cfg.frame_step, cfg.fft_length, **kwargs)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "frame_length": self.frame_length,
+                "frame_step": self.frame_step, "fft_length": self.fft_length}
+
+
+class STFT(_StftLayer):
+    """Waveform ``[batch, samples]`` -> spectrum ``[batch, frames, bins + 1, 2]``."""
 
     def call(self, waveform):
         pad = self.frame_length - self.frame_step
@@ -56,25 +64,13 @@ class STFT(keras.layers.Layer):
         )
         return tf.stack([tf.math.real(spec), tf.math.imag(spec)], axis=-1)
 
-    def get_config(self) -> dict:
-        return {**super().get_config(), "frame_length": self.frame_length,
-                "frame_step": self.frame_step, "fft_length": self.fft_length}
 
-
-class InverseSTFT(keras.layers.Layer):
+class InverseSTFT(_StftLayer):
     """Spectrum ``[batch, frames, bins + 1, 2]`` -> waveform ``[batch, length]``.
 
     ``length`` (a scalar tensor or int) is the length of the waveform the
     spectrum was made from; the padding of :class:`STFT` is cut off.
     """
-
-    def __init__(self, frame_length: int, frame_step: int, fft_length: int, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.frame_length, self.frame_step, self.fft_length = frame_length, frame_step, fft_length
-
-    @classmethod
-    def from_config_dataclass(cls, cfg: ModelConfig, **kwargs) -> InverseSTFT:
-        return cls(cfg.frame_length, cfg.frame_step, cfg.fft_length, **kwargs)
 
     def call(self, spectrum, length):
         spec = tf.complex(spectrum[..., 0], spectrum[..., 1])
@@ -87,10 +83,6 @@ class InverseSTFT(keras.layers.Layer):
         )
         pad = self.frame_length - self.frame_step
         return x[:, pad : pad + length]
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "frame_length": self.frame_length,
-                "frame_step": self.frame_step, "fft_length": self.fft_length}
 
 
 def magnitude(spectrum):
