@@ -85,24 +85,30 @@ def test_random_draws_are_always_valid_and_cover_every_valid_combination(space):
 
 def test_bayesian_draws_are_valid(tmp_path):
     """BayesianOptimization proposes from its own model of the space, conditional depths included."""
-    resolved = ResolvedSpace(WIDE, ModelConfig(target=TARGET), TrainConfig())
+    # two STFTs allowing different depths (256/64: 6 7; 512/128: 6 7 8), the rest fixed but the learning rate:
+    # a small space, as the oracle's Gaussian process is slow to fit on this machine
+    space = SearchSpace(frame_lengths=(256, 512), overlaps=(0.75,), depths=(6, 7, 8), base_filters=(8,),
+                        kernel_sizes=(3,), dropouts=(0.0,), losses=("l1_mag",))
+    resolved = ResolvedSpace(space, ModelConfig(target=TARGET), TrainConfig())
+    assert [g[1] for g in resolved.groups] == [(6, 7), (6, 7, 8)]
     hp = kt.HyperParameters()
     resolved.declare(hp)
-    oracle = kt.oracles.BayesianOptimizationOracle(objective=kt.Objective("val_si_sdri", "max"), max_trials=14,
-                                                   num_initial_points=4, hyperparameters=hp, seed=1)
+    oracle = kt.oracles.BayesianOptimizationOracle(objective=kt.Objective("val_si_sdri", "max"), max_trials=5,
+                                                   num_initial_points=2, hyperparameters=hp, seed=1)
     oracle._set_project_dir(str(tmp_path), "p")  # where an oracle saves its trials; a tuner sets it
-    seen = 0
-    for _ in range(14):
+    seen, drawn = 0, set()
+    for _ in range(5):
         trial = oracle.create_trial("t0")
         if trial.status != "RUNNING":
             break
         mcfg, _ = resolved.configs(trial.hyperparameters.values)
         assert buildable(mcfg) is None
-        oracle.update_trial(trial.trial_id, {"val_si_sdri": float(mcfg.depth - mcfg.frame_step / 512)})
+        drawn.add((mcfg.frame_length, mcfg.depth))
+        oracle.update_trial(trial.trial_id, {"val_si_sdri": float(mcfg.depth + mcfg.frame_length / 512)})
         trial.status = "COMPLETED"
         oracle.end_trial(trial)
         seen += 1
-    assert seen == 14
+    assert seen == 5 and {fl for fl, _ in drawn} == {256, 512}  # both conditional depth choices used
 
 
 def test_deepest_drawable_unets_build():
@@ -289,3 +295,29 @@ def test_distributed_chief_and_two_workers_share_the_trials(data_dir, tmp_path):
     config.from_dict(ModelConfig, best["model"]).validate()
     assert "best trial" in out["chief"][1]
     assert elapsed < 170
+
+
+@needs_data
+def test_search_into_gcs_uploads_the_project_and_resumes_on_another_machine(data_dir, gcs, tmp_path, capsys):
+    """gs:// results: keras-tuner works in a local folder copied up per trial; a fresh folder resumes from GCS."""
+    from tuner import search
+    from vsep import storage
+
+    results = gcs.uri("tune-test", "results")
+    argv = ["--data", str(data_dir), "--results", results, *TINY_SPACE, *TINY_TRAIN,
+            "--tuner", "random", "--epochs", "1", "--quiet"]
+    assert search.main([*argv, "--max-trials", "1", "--work-dir", str(tmp_path / "machine-a")]) == 0
+    project = storage.join(results, "vsep_tune")
+    names = {u[len(project) + 1:] for u in storage.list_files(project)}
+    assert {"oracle.json", "trial_0/trial.json", "trial_0/checkpoint.weights.h5", "trial_0/run-tuner0.json",
+            report.BEST, report.TRIALS_JSON, report.TRIALS_MD, report.SPACE} <= names, names
+    capsys.readouterr()
+    # another machine, an empty work folder, one more trial allowed: it resumes the search kept in GCS
+    assert search.main([*argv, "--max-trials", "2", "--work-dir", str(tmp_path / "machine-b")]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    rows = json.loads(storage.read_text(storage.join(project, report.TRIALS_JSON)))["trials"]
+    assert sorted(r["trial_id"] for r in rows) == ["0", "1"] and all(r["status"] == "COMPLETED" for r in rows)
+    assert storage.exists(storage.join(project, "trial_1", "checkpoint.weights.h5"))
+    best = json.loads(storage.read_text(storage.join(project, report.BEST)))
+    assert best["tune"]["trial_id"] == rows[0]["trial_id"]
+    config.from_dict(ModelConfig, best["model"]).validate()

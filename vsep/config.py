@@ -159,6 +159,8 @@ class ModelConfig:
             raise ValueError("depth must be 1..8, filters and kernel_size positive")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must lie in [0, 1)")
+        if (self.fft_length // 2) % 2**self.depth:
+            raise ValueError(f"fft_length // 2 = {self.fft_length // 2} must be divisible by 2**depth = {2**self.depth}")
         if self.patch_frames < 2**self.depth:
             raise ValueError(f"patch_frames must be at least 2**depth = {2**self.depth}")
         if self.patch_samples() < self.frame_step or self.patch_samples(self.chunk_frames) < self.frame_step:
