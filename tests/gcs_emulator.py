@@ -4,10 +4,15 @@
 127.0.0.1 with its data in a folder, so a test can stop and restart it and
 find its objects again. While it runs, ``STORAGE_EMULATOR_HOST`` points at
 it, which is all google-cloud-storage and Beam's ``gcsio`` (hence
-``vsep.storage`` and Beam's ``gs://`` IO) need: with that variable set the
-client uses anonymous credentials and needs no project. The context manager
-also drops ``GOOGLE_APPLICATION_CREDENTIALS`` and sets ``NO_GCE_CHECK=true``
-and ``GOOGLE_CLOUD_PROJECT`` so nothing goes looking for real credentials.
+``vsep.storage`` and Beam's ``gs://`` IO) need.
+
+Credentials take the production path, offline: ``GOOGLE_APPLICATION_CREDENTIALS``
+names a throwaway service-account key whose token endpoint is a local
+:class:`TokenServer`, so Beam (which looks up Application Default Credentials
+whenever google-auth-httplib2 is installed, and retries for ~20 s when there
+are none) finds them at once and every request carries a bearer token
+(the emulator accepts any). ``NO_GCE_CHECK=true`` and ``GOOGLE_CLOUD_PROJECT``
+keep anything from asking a metadata server.
 
 TensorFlow's own ``gs://`` filesystem has no endpoint setting: it always
 talks HTTPS to ``www.googleapis.com`` and ``storage.googleapis.com``.
@@ -19,6 +24,8 @@ terminates TLS with a throwaway certificate and relays to the emulator.
 from __future__ import annotations
 
 import datetime
+import http.server
+import json
 import os
 import shutil
 import signal
@@ -85,6 +92,7 @@ class GcsEmulator:
         self.log_path = self.data_dir.parent / f"emulator-{self.port}.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._proxy: GoogleApisProxy | None = None
+        self.token_server: TokenServer | None = None  # set by gcs_emulator()
 
     @property
     def host(self) -> str:
@@ -169,6 +177,9 @@ class GcsEmulator:
             "NO_PROXY": "",
             "CURL_CA_BUNDLE": str(self._proxy.ca_file),
             "NO_GCE_CHECK": "true",
+            # TF would fetch a token for the service-account key from www.googleapis.com
+            # (the proxy sends that to the emulator); this token is used as is instead
+            "GOOGLE_AUTH_TOKEN_FOR_TESTING": TOKEN,
             "TF_USE_MODULAR_FILESYSTEM": "0",
         }
 
@@ -193,11 +204,13 @@ def gcs_emulator(bucket: str = "vsep-test", data_dir: str | Path | None = None) 
         data_dir = Path(tmp) / "data"
     emulator = GcsEmulator(bucket, Path(data_dir))
     saved = dict(os.environ)
+    key_dir = tempfile.mkdtemp(prefix="gcs-emulator-key-")
     try:
         emulator.start()
-        os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+        tokens = emulator.token_server = TokenServer()
         os.environ.update(
             {
+                "GOOGLE_APPLICATION_CREDENTIALS": str(_service_account_file(Path(key_dir), tokens.url)),
                 "STORAGE_EMULATOR_HOST": emulator.host,
                 "GOOGLE_CLOUD_PROJECT": "vsep-test",
                 "NO_GCE_CHECK": "true",
@@ -208,10 +221,73 @@ def gcs_emulator(bucket: str = "vsep-test", data_dir: str | Path | None = None) 
         yield emulator
     finally:
         emulator.close()
+        if emulator.token_server is not None:
+            emulator.token_server.close()
         os.environ.clear()
         os.environ.update(saved)
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        for folder in (tmp, key_dir):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+TOKEN = "vsep-emulator-token"
+
+
+class TokenServer:
+    """A stand-in for Google's OAuth token endpoint on 127.0.0.1: every POST gets :data:`TOKEN`.
+
+    ``requests`` counts the token requests (a client that authenticates makes at least one).
+    """
+
+    def __init__(self) -> None:
+        self.requests = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.requests += 1
+                body = json.dumps({"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3600}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer((LOCALHOST, 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://{LOCALHOST}:{self._server.server_address[1]}/token"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _service_account_file(folder: Path, token_uri: str) -> Path:
+    """A service-account key file (a fresh RSA key) whose tokens come from ``token_uri``."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    info = {
+        "type": "service_account",
+        "project_id": "vsep-test",
+        "private_key_id": "emulator",
+        "private_key": pem,
+        "client_email": "vsep-test@vsep-test.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": token_uri,
+    }
+    path = folder / "service-account.json"
+    path.write_text(json.dumps(info))
+    return path
 
 
 def _join_no_proxy(current: str | None) -> str:

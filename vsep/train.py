@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from vsep import config, model_io, storage
+from vsep import config, distribute, model_io, storage
 from vsep.config import ModelConfig, TrainConfig
 
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", required=True, help="where the model, checkpoints and logs go")
     p.add_argument("--config", help="JSON with 'model' and/or 'train' sections (e.g. a tuner's best trial)")
     p.add_argument("--max-minutes", type=float, help="stop cleanly after this many minutes (resume later)")
+    p.add_argument("--strategy", choices=distribute.STRATEGIES, default="default", help=distribute.HELP)
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     config.add_arguments(p, ModelConfig)
     config.add_arguments(p, TrainConfig)
@@ -143,6 +144,8 @@ class TimeLimit:
 
 def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     """Train (or resume) and return the last state."""
+    strategy = distribute.strategy_from_flag(args.strategy)  # before any other TensorFlow call
+    args.model_dir = distribute.task_model_dir(args.model_dir)  # non-chief workers: <model-dir>/workers/<task>
     mcfg, tcfg, data = resolve(args)
     from vsep.manifest import check_compatible, read_manifest
 
@@ -164,13 +167,15 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
 
     keras.utils.set_random_seed(tcfg.seed)
     # build first: a config the U-Net cannot be built from must not be written into the model dir
-    model = SeparationModel(mcfg, tcfg).build_for()
+    with strategy.scope():
+        model = SeparationModel(mcfg, tcfg).build_for()
     if "://" not in args.model_dir:
         os.makedirs(args.model_dir, exist_ok=True)
     doc = model_io.config_document(mcfg, tcfg, data=data, command=["vsep", "train", *argv])
     model_io.write_config(args.model_dir, doc)
-    model.compile(optimizer=keras.optimizers.Adam(tcfg.learning_rate))
-    model.optimizer.build(model.trainable_variables)
+    with strategy.scope():
+        model.compile(optimizer=keras.optimizers.Adam(tcfg.learning_rate))
+        model.optimizer.build(model.trainable_variables)
     state = TrainingState(args.model_dir, model, tcfg)
     initial_epoch = state.restore()
     if state.state.get("stopped") or initial_epoch >= tcfg.epochs:
@@ -178,8 +183,8 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         return state.state
     if initial_epoch:
         print(f"train: resuming from epoch {initial_epoch}")
-    train_ds = make_dataset(train_files, mcfg, tcfg, training=True)
-    val_ds = make_dataset(val_files, mcfg, tcfg, training=False).take(tcfg.validation_steps).cache()
+    train_ds = distribute.shard_inputs(make_dataset(train_files, mcfg, tcfg, training=True), len(train_files))
+    val_ds = distribute.shard_inputs(make_dataset(val_files, mcfg, tcfg, training=False).take(tcfg.validation_steps).cache())
     callbacks = [
         state.callback(tcfg.steps_per_epoch),
         keras.callbacks.CSVLogger(os.path.join(args.model_dir, "train_log.csv"), append=True)
