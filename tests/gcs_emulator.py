@@ -301,9 +301,12 @@ class GoogleApisProxy:
     ``storage.googleapis.com``); the proxy answers, does the TLS handshake
     with a self-signed certificate (``ca_file``, to be trusted through
     ``CURL_CA_BUNDLE``) and relays the plain HTTP inside to the emulator.
-    Plain ``http://`` proxy requests (resumable-upload session URLs) are
-    relayed too. The emulator answers HTTP/1.0 and closes, so each
-    connection carries one request; its head is adjusted on the way:
+    Plain ``http://`` proxy requests are relayed to the local address they
+    name: the emulator (resumable-upload session URLs) or the
+    :class:`TokenServer` (google-auth's token requests, so Beam and
+    google-cloud-storage keep working in a process with :meth:`GcsEmulator.tf_env`).
+    The servers answer HTTP/1.0 and close, so each connection carries one
+    request; its head is adjusted on the way:
 
     * origin-form URL, and ``Host`` set to the emulator's address, because
       the emulator builds each object's ``mediaLink`` (which
@@ -356,8 +359,11 @@ class GoogleApisProxy:
     def _forward(self, client: socket.socket, head: bytes, rest: bytes) -> None:
         request_line, *headers = head.split(b"\r\n")
         method, target, version = request_line.split(b" ", 2)
+        upstream_addr = self.target
         if b"://" in target:  # absolute form, as sent to a plain HTTP proxy
-            target = b"/" + target.split(b"://", 1)[1].partition(b"/")[2]
+            authority, _, path = target.split(b"://", 1)[1].partition(b"/")
+            upstream_addr = _local_address(authority.decode("latin-1")) or self.target
+            target = b"/" + path
         names = [h.split(b":", 1)[0].strip().lower() for h in headers]
         values = [h.split(b":", 1)[-1].strip().lower() for h in headers]
         chunked = any(n == b"transfer-encoding" and v == b"chunked" for n, v in zip(names, values))
@@ -367,8 +373,8 @@ class GoogleApisProxy:
             for h, n in zip(headers, names)
             if n not in (b"host", b"expect", b"proxy-connection") and not (chunked and n == b"content-length")
         ]
-        headers.insert(0, b"Host: %s:%d" % (self.target[0].encode(), self.target[1]))
-        upstream = socket.create_connection(self.target, timeout=60)
+        headers.insert(0, b"Host: %s:%d" % (upstream_addr[0].encode(), upstream_addr[1]))
+        upstream = socket.create_connection(upstream_addr, timeout=60)
         try:
             new_head = b"\r\n".join([b" ".join([method, target, version]), *headers])
             upstream.sendall(new_head + b"\r\n\r\n" + rest)
@@ -380,6 +386,14 @@ class GoogleApisProxy:
             back.join(timeout=60)
         finally:
             upstream.close()
+
+
+def _local_address(authority: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``127.0.0.1:PORT`` or ``localhost:PORT`` authority; None for any other."""
+    host, _, port = authority.rpartition(":")
+    if host in (LOCALHOST, "localhost") and port.isdigit():
+        return LOCALHOST, int(port)
+    return None
 
 
 def _read_head(sock: socket.socket, limit: int = 1 << 16) -> tuple[bytes, bytes]:

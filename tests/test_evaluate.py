@@ -134,8 +134,11 @@ def test_evaluate_folder_report_and_oracle_beats_mixture(model_dir, debates, tmp
             assert _median(summary, "oracle_irm", source, metric + "i") > 2
     for name in ("debate0", "debate1"):
         row = json.loads((out / "examples" / f"{name}.json").read_text())
-        frames = row["frames"]["oracle_irm"]["SDR"]
-        assert len(frames) == 2 and len(frames[0]) == pytest.approx(SECONDS, abs=1)  # 1 s windows
+        targets = row["museval"]["oracle_irm"]["targets"]
+        assert [t["name"] for t in targets] == [TARGET, "rest"]
+        frames = targets[0]["frames"]
+        assert len(frames) == pytest.approx(SECONDS, abs=1) and frames[1]["time"] == 1.0  # 1 s windows
+        assert set(frames[0]["metrics"]) == {"SDR", "SIR", "SAR", "ISR"}
         irm, mixture = row["methods"]["oracle_irm"][TARGET], row["methods"]["mixture"][TARGET]
         assert irm["SDR"] > mixture["SDR"] and irm["SI-SDR"] > mixture["SI-SDR"]
         # the SI-SDR in the report is the one of the written files
@@ -166,7 +169,7 @@ def test_silent_reference_is_skipped_for_bsseval(model_dir, debates, tmp_path, c
     summary = json.loads((out / "summary.json").read_text())
     assert summary["examples"] == 2 and summary["skipped_for_bsseval"] == 1
     row = json.loads((out / "examples" / "quiet.json").read_text())
-    assert "frames" not in row
+    assert "museval" not in row
     assert set(row["methods"]["model"]) == {"rest"}  # no metric against a silent target
     assert np.isfinite(row["methods"]["model"]["rest"]["SI-SDR"])
     assert summary["groups"]["all"]["model"][TARGET]["SDR"]["n"] == 1

@@ -11,7 +11,7 @@ and hop of one second at the evaluation rate; median over windows) and SI-SDR,
 each also as improvement over the mixture. Examples whose reference is silent
 (BSSEval rejects them) are skipped for that source and counted.
 
-Writes ``OUT/examples/<id>.json`` (museval-style frames), ``OUT/summary.json``
+Writes ``OUT/examples/<id>.json`` (museval's JSON layout per method), ``OUT/summary.json``
 and ``OUT/summary.md`` (medians and means per method, overall and per
 condition: mixture kind and target-to-interference ratio), and
 ``OUT/report.html`` with spectrograms, masks and audio players for the best,
@@ -202,9 +202,7 @@ def score(ex: dict[str, Any], estimates: dict[str, np.ndarray], rate: int, names
             per_source[name] = m
         result["methods"][method] = per_source
         if frames is not None:
-            result.setdefault("frames", {})[method] = {
-                metric: [list(map(_clean, frames[metric][k])) for k in range(2)] for metric in METRICS
-            }
+            result.setdefault("museval", {})[method] = museval_json(frames, names)
     base = result["methods"].get("mixture", {})
     for per_source in result["methods"].values():
         for name, m in per_source.items():
@@ -212,6 +210,26 @@ def score(ex: dict[str, Any], estimates: dict[str, np.ndarray], rate: int, names
                 if metric in m and metric in base.get(name, {}):
                     m[f"{metric}i"] = m[metric] - base[name][metric]
     return result
+
+
+def museval_json(frames: dict[str, np.ndarray], names: tuple[str, str]) -> dict[str, Any]:
+    """museval's per-track JSON layout: ``{"targets": [{"name", "frames": [{"time", "duration", "metrics"}]}]}``.
+
+    Windows are one second long with a one-second hop.
+    """
+    windows = frames["SDR"].shape[1]
+    return {
+        "targets": [
+            {
+                "name": name,
+                "frames": [
+                    {"time": float(i), "duration": 1.0, "metrics": {m: _clean(frames[m][k][i]) for m in METRICS}}
+                    for i in range(windows)
+                ],
+            }
+            for k, name in enumerate(names)
+        ]
+    }
 
 
 def _clean(x: float) -> float | None:
@@ -309,7 +327,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sample_rate": cfg.sample_rate,
         "examples": len(rows),
         "audio_s": round(audio_s, 1),
-        "skipped_for_bsseval": sum(1 for r in rows if "frames" not in r),
+        "skipped_for_bsseval": sum(1 for r in rows if "museval" not in r),
         "timing": {k: round(v, 2) for k, v in timing.items()},
         "groups": summarise(rows, names),
     }
