@@ -21,6 +21,7 @@ from pathlib import Path
 
 from beam_jobs import collect, prepare
 from vsep import lake
+from vsep.config import PrepareConfig
 from vsep.demo import collect_args, default_data
 
 
@@ -52,7 +53,7 @@ def main() -> int:
             t_collect, _ = timed(collect.run, collect_args(args.data, lake_dir) + beam_args(workers))
             entries = lake.read_index(lake_dir)
             audio_s = sum(e.duration_s for e in entries)
-            target_s = sum(e.duration_s for e in entries if e.speaker == "trump")
+            target_s = sum(e.duration_s for e in entries if e.speaker == PrepareConfig().target)
             t_prep, manifest = timed(prepare.run, ["--lake", lake_dir, "--output", out] + beam_args(workers))
             size = sum(f.stat().st_size for f in Path(out).glob("*.tfrecord*"))
             n = sum(manifest["counts"].values())

@@ -33,10 +33,12 @@ def long_recording(path: Path, minutes: float, rate: int = 44100) -> float:
     """A stereo WAV of ``minutes`` made by looping real speech; returns its duration in s."""
     sys.path.insert(0, str(ROOT / "tests"))
     from vsep import audio
+    from vsep.config import PrepareConfig
 
     from realdata import DATA
 
-    clips = sorted((DATA / "speakers" / "trump").glob("resemblyzer_*"))[:3]
+    speaker = DATA / "speakers" / PrepareConfig().target
+    clips = sorted(speaker.glob("*"), key=lambda p: -p.stat().st_size)[:3]  # the longest recordings
     speech = np.concatenate([audio.load(c.read_bytes(), rate, str(c)) for c in clips])
     total = int(minutes * 60 * rate)
     with sf.SoundFile(path, "w", samplerate=rate, channels=2, subtype="PCM_16") as f:

@@ -19,6 +19,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from vsep.config import PrepareConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_MANIFEST = ROOT / "examples" / "manifest.csv"
 
@@ -45,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="vsep demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", default="runs/demo", help="where the lake, data set and outputs go")
     p.add_argument("--data", help="folder with speakers/, noise/, rir/ (default: $VSEP_DATA or ../shared/data)")
-    p.add_argument("--target", default="trump", help="target speaker")
+    p.add_argument("--target", default=PrepareConfig().target, help="target speaker")
     p.add_argument("--workers", type=int, default=2, help="local Beam worker processes")
     p.add_argument("--epochs", type=int, default=3, help="epochs of the short training run")
     p.add_argument("--steps", type=int, default=60, help="steps per epoch of the short training run")
@@ -80,8 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate.main(["--model", use, "--data", dataset, "--output-dir", report, "--limit", str(args.eval_examples),
                    "--no-progress"])
     times["evaluate"], t = time.time() - t, time.time()
-    mix, tgt, rest = crosstalk.build(lake, manifest["splits"], args.target, seconds=args.crosstalk_s)
-    debate = crosstalk.write(work / "crosstalk" / "debate", args.target, mix, tgt, rest, 16000)
+    rate = manifest["config"]["sample_rate"]
+    mix, tgt, rest = crosstalk.build(lake, manifest["splits"], args.target, seconds=args.crosstalk_s, rate=rate)
+    debate = crosstalk.write(work / "crosstalk" / "debate", args.target, mix, tgt, rest, rate)
     separate.main(["--model", use, "--output-dir", str(work / "separated"), str(debate), "--no-progress"])
     evaluate.main(["--model", use, "--folder", str(work / "crosstalk"), "--output-dir", str(work / "eval_crosstalk"),
                    "--no-progress"])
