@@ -48,6 +48,30 @@ _NO_PROXY = "127.0.0.1,localhost"
 _GOOGLE_HOSTS = ("www.googleapis.com", "storage.googleapis.com")
 
 
+# ``python -m gcp_storage_emulator`` with two fixes for the "folder/" objects
+# TF's gs:// creates (empty ``uploadType=media`` uploads, in makedirs,
+# checkpoints, SavedModel, TensorBoard): an empty body stores an empty object
+# instead of failing on None, and a name ending in "/" is kept on disk as a
+# file inside that folder, not as a file that blocks the folder (each failure
+# left TF retrying for minutes).
+_EMULATOR_MAIN = """
+from gcp_storage_emulator import __main__ as cli
+from gcp_storage_emulator.handlers import objects
+from gcp_storage_emulator.storage import Storage
+_media_upload, _object_path = objects._media_upload, Storage._object_path
+def _empty_ok(request, *args, **kwargs):
+    if request.data is None:
+        request._data = b""
+    return _media_upload(request, *args, **kwargs)
+def _folder_object_path(self, bucket_name, file_name):
+    if file_name.endswith("/"):
+        file_name += ".folder-object"
+    return _object_path(self, bucket_name, file_name)
+objects._media_upload, Storage._object_path = _empty_ok, _folder_object_path
+cli.main()
+"""
+
+
 class EmulatorError(RuntimeError):
     """The emulator did not start or answer in time."""
 
@@ -118,7 +142,7 @@ class GcsEmulator:
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
-            sys.executable, "-m", "gcp_storage_emulator",
+            sys.executable, "-c", _EMULATOR_MAIN,
             "--data-dir", str(self.data_dir),
             "start", "--host", LOCALHOST, "--port", str(self.port),
             "--default-bucket", self.bucket, "--quiet",
