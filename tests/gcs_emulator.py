@@ -174,12 +174,23 @@ class GcsEmulator:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
+        proc.send_signal(signal.SIGCONT)  # in case it was frozen
         proc.send_signal(signal.SIGINT)  # the emulator shuts down on Ctrl-C
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+    def freeze(self) -> None:
+        """Suspend the emulator (SIGSTOP): connections open, nothing answers, as in a network partition."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Resume a frozen emulator (SIGCONT); requests sent meanwhile are then answered."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
 
     def tf_env(self) -> dict[str, str]:
         """Environment for TensorFlow's built-in ``gs://`` filesystem.

@@ -7,6 +7,17 @@ ratios, random gain, batching and prefetch.
 
 Elements: ``mixture [batch, samples]`` and ``sources [batch, 2, samples]``
 (target, rest = other + noise), ``samples = ModelConfig.patch_samples()``.
+
+Reading ``gs://``: the shard URIs go straight to ``tf.data.TFRecordDataset``,
+i.e. TensorFlow's built-in GCS filesystem, not :mod:`vsep.storage` (Beam and
+google-cloud-storage): it streams and reads ahead inside the tf.data graph,
+with no Python in the input pipeline and no local copy. On real GCS it finds
+Application Default Credentials (or the VM's service account) like the other
+clients. It has no endpoint setting, so tests point it at the GCS emulator
+through a local proxy posing as ``*.googleapis.com``
+(``tests/gcs_emulator.py``: ``GcsEmulator.tf_env()``, set before TF's first
+``gs://`` access, hence in a subprocess). tensorflow-io's modular ``gs``
+plugin is not used (``TF_USE_MODULAR_FILESYSTEM`` unset).
 """
 
 from __future__ import annotations

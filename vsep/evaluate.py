@@ -21,6 +21,7 @@ median and worst examples.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -28,7 +29,6 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,20 +70,25 @@ def examples_from_dataset(prefix: str, target: str, rate: int, limit: int | None
 
 
 def examples_from_folder(folder: str, target: str, rate: int) -> Iterator[dict[str, Any]]:
-    """``folder/<name>/mixture.wav`` with ``<target>.wav`` and ``rest.wav`` references."""
-    from vsep import audio
+    """``folder/<name>/mixture.wav`` with ``<target>.wav`` and ``rest.wav`` references (local or ``gs://``)."""
+    from vsep import audio, storage
 
-    root = Path(folder)
-    if not root.is_dir():
+    if "://" not in folder and not os.path.isdir(folder):
         raise ValueError(f"{folder}: no such folder")
-    names = sorted(p.name for p in root.iterdir() if (p / "mixture.wav").exists())
+    root = folder.rstrip("/")
+    rels = (f[len(root) :].lstrip("/").replace(os.sep, "/") for f in storage.list_files(root))
+    names = sorted(rel.split("/")[0] for rel in rels if rel.count("/") == 1 and rel.endswith("/mixture.wav"))
     if not names:
         raise ValueError(f"{folder}: no <name>/mixture.wav found")
+
+    def load(name: str, source: str) -> np.ndarray:
+        uri = storage.join(root, name, f"{source}.wav")
+        return audio.load(storage.read_bytes(uri), rate, uri)
+
     for name in names:
-        d = root / name
         try:
-            mix = audio.load((d / "mixture.wav").read_bytes(), rate, str(d / "mixture.wav"))
-            refs = [audio.load((d / f"{s}.wav").read_bytes(), rate, str(d / f"{s}.wav")) for s in (target, "rest")]
+            mix = load(name, "mixture")
+            refs = [load(name, s) for s in (target, "rest")]
         except (OSError, audio.AudioError) as e:
             print(f"vsep evaluate: skipped {name}: {str(e).splitlines()[0]}", file=sys.stderr)
             continue
@@ -130,9 +135,9 @@ def nmf_method(model, train_prefix: str | None, out_dir: str, components: int = 
     def mag(x: np.ndarray) -> np.ndarray:  # [n] -> [F, T]
         return magnitude(model.stft(tf.constant(x[None], tf.float32)))[0].numpy().T
 
-    cache = os.path.join(out_dir, "nmf_bases.npz")
-    if os.path.exists(cache):
-        sep = nmf.NMFSeparator.load(cache)
+    cache = storage.join(out_dir, "nmf_bases.npz")
+    if storage.exists(cache):
+        sep = nmf.NMFSeparator.load(io.BytesIO(storage.read_bytes(cache)))
     else:
         if not train_prefix:
             return None
@@ -150,8 +155,9 @@ def nmf_method(model, train_prefix: str | None, out_dir: str, components: int = 
         ds = tf.data.TFRecordDataset(files, compression_type=compression).map(schema.parse).take(400)
         pairs = ((ex["target"].numpy(), (ex["other"] + ex["noise"]).numpy()) for ex in ds)
         sep = nmf.fit_from_examples(pairs, mag, components=components)
-        os.makedirs(out_dir, exist_ok=True)
-        sep.save(cache)
+        buf = io.BytesIO()
+        sep.save(buf)
+        storage.write_bytes(cache, buf.getvalue())
 
     def run(mixture: np.ndarray) -> np.ndarray:
         spec = model.stft(tf.constant(mixture[None], tf.float32))
@@ -336,10 +342,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     table = markdown(summary["groups"], cfg.target)
     storage.write_text(storage.join(out, "summary.json"), json.dumps(summary, indent=2))
     storage.write_text(storage.join(out, "summary.md"), table)
-    if "://" not in out:
-        from vsep import report
+    from vsep import report
 
-        report.write(out, summary, table, showcases(model, rows, audio, cfg.target), cfg.sample_rate, cfg.frame_step)
+    with storage.local_folder(out) as local:  # gs://: written locally, then uploaded
+        report.write(local, summary, table, showcases(model, rows, audio, cfg.target), cfg.sample_rate, cfg.frame_step)
     return summary
 
 
@@ -386,10 +392,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from vsep.model_io import ModelDirError
+    from vsep.storage import StorageError
 
     try:
         summary = run(args)
-    except (ValueError, FileNotFoundError, ModelDirError) as e:
+    except (ValueError, FileNotFoundError, ModelDirError, StorageError) as e:
         print(f"vsep evaluate: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     target = summary["groups"]["all"].get("model", {}).get(summary["target"], {})

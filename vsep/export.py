@@ -66,10 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from vsep.model_io import ModelDirError
+    from vsep.storage import StorageError
 
     try:
         print(export(args.model, args.output))
-    except ModelDirError as e:
+    except (ModelDirError, StorageError) as e:
         print(f"vsep export: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -81,24 +81,12 @@ def load(model_dir: str | None = None):
     if not storage.exists(weights):
         raise ModelDirError(f"{model_dir}: no trained weights ({WEIGHTS})")
     model = SeparationModel(mcfg, tcfg).build_for()
-    local = _local_copy(weights)
-    try:
-        model.load_weights(local)
-    except (ValueError, OSError) as e:
-        raise ModelDirError(f"{model_dir}: weights do not fit the config ({str(e).splitlines()[0][:200]})") from None
+    with storage.local_file(weights) as local:  # h5 files are read through a local path
+        try:
+            model.load_weights(local)
+        except (ValueError, OSError) as e:
+            raise ModelDirError(f"{model_dir}: weights do not fit the config ({str(e).splitlines()[0][:200]})") from None
     return model
-
-
-def _local_copy(uri: str) -> str:
-    """h5 files are read through a local path: copy ``gs://`` weights to a temp file."""
-    if "://" not in uri:
-        return uri
-    import tempfile
-
-    fd, path = tempfile.mkstemp(suffix=".weights.h5")
-    with os.fdopen(fd, "wb") as f:
-        f.write(storage.read_bytes(uri))
-    return path
 
 
 def save_weights(model, model_dir: str) -> None:

@@ -2,12 +2,13 @@
 
     vsep separate [--model DIR] --output-dir OUT FILE...
 
-For each input writes ``OUT/<input stem>/<target>.wav`` and
-``OUT/<input stem>/rest.wav`` with the input's length and sample rate. Any
-length, format (libsndfile's, ffmpeg's), rate and channel count: the input is
-streamed in blocks, downmixed, resampled to the model's rate, separated by
-:mod:`vsep.inference` (fixed-size chunks, overlap-add) and resampled back, so
-memory stays bounded for hour-long files. A file that fails is reported on
+Inputs and ``OUT`` may be local or ``gs://``. For each input writes
+``OUT/<input stem>/<target>.wav`` and ``OUT/<input stem>/rest.wav`` with the
+input's length and sample rate. Any length, format (libsndfile's, ffmpeg's),
+rate and channel count: the input is streamed in blocks, downmixed, resampled
+to the model's rate, separated by :mod:`vsep.inference` (fixed-size chunks,
+overlap-add) and resampled back, so memory stays bounded for hour-long files
+(a ``gs://`` input is first copied to a temporary file, streamed). A file that fails is reported on
 one line and skipped; the others are written; the exit status is 1 if any
 file failed.
 """
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,11 +42,17 @@ class Opened:
 
 
 def open_input(path: str) -> Opened:
-    """Check that ``path`` is readable audio; undecodable formats go through ffmpeg to a temp WAV."""
+    """Check that ``path`` is readable audio; undecodable formats go through ffmpeg to a temp WAV.
+
+    A ``gs://`` (or http) input is copied to a temporary file first.
+    """
     import soundfile as sf
 
+    from vsep import storage
     from vsep.audio import AudioError
 
+    if storage.is_remote(path):
+        return _open_remote(path)
     if not os.path.isfile(path):
         raise AudioError(f"{path}: no such file")
     if os.path.getsize(path) == 0:
@@ -68,6 +76,27 @@ def open_input(path: str) -> Opened:
             raise AudioError(f"{path}: cannot decode ({_first_line(first)})") from None
         info = sf.info(wav)
         return Opened(wav, int(info.frames), int(info.samplerate), lambda: shutil.rmtree(tmp, ignore_errors=True))
+
+
+def _open_remote(uri: str) -> Opened:
+    """:func:`open_input` of a temporary local copy of ``uri``; errors name ``uri``."""
+    from vsep import storage
+    from vsep.audio import AudioError
+
+    if not storage.exists(uri):
+        raise AudioError(f"{uri}: no such file")
+    stack = ExitStack()
+    try:
+        local = stack.enter_context(storage.local_file(uri))
+        try:
+            opened = open_input(local)
+        except AudioError as e:
+            raise AudioError(str(e).replace(local, uri)) from None
+    except BaseException:
+        stack.close()
+        raise
+    stack.callback(opened.cleanup)
+    return Opened(opened.path, opened.frames, opened.rate, stack.close)
 
 
 def _first_line(e: BaseException) -> str:
@@ -151,35 +180,42 @@ def folder_names(paths: Sequence[str]) -> list[str]:
 
 
 def separate_file(
-    path: str, out_dir: Path, separate_fn, cfg, show_progress: bool = True, name: str | None = None
-) -> list[Path]:
-    """Separate one file into ``out_dir/<name or stem>/{target,rest}.wav``; raises AudioError for bad input."""
+    path: str, out_dir: str | Path, separate_fn, cfg, show_progress: bool = True, name: str | None = None
+) -> list[str]:
+    """Separate one file into ``out_dir/<name or stem>/{target,rest}.wav``; raises AudioError for bad input.
+
+    ``path`` and ``out_dir`` may be local or ``gs://`` (the WAVs are written
+    locally and uploaded once complete). Returns the paths written.
+    """
     from tqdm import tqdm
 
-    from vsep import inference
+    from vsep import inference, storage
 
+    folder = storage.join(str(out_dir), name or Path(path).stem)
     opened = open_input(path)
-    writer = None
-    ok = False
     try:
         if opened.frames == 0:
             from vsep.audio import AudioError
 
             raise AudioError(f"{path}: no samples (zero-length audio)")
-        writer = Writer(out_dir / (name or Path(path).stem), (cfg.target, "rest"), opened.rate, cfg.sample_rate, opened.frames)
-        with tqdm(total=opened.frames, unit="smp", unit_scale=True, desc=Path(path).name, leave=False,
-                  disable=not show_progress, file=sys.stderr) as bar:
-            pieces = inference.stream(read_blocks(opened, cfg.sample_rate, bar), separate_fn, cfg)
-            pending = next(pieces)
-            for piece in pieces:
-                writer.write(pending)
-                pending = piece
-            writer.write(pending, last=True)
-        ok = True
+        with storage.local_folder(folder) as local:
+            writer = Writer(Path(local), (cfg.target, "rest"), opened.rate, cfg.sample_rate, opened.frames)
+            ok = False
+            try:
+                with tqdm(total=opened.frames, unit="smp", unit_scale=True, desc=Path(path).name, leave=False,
+                          disable=not show_progress, file=sys.stderr) as bar:
+                    pieces = inference.stream(read_blocks(opened, cfg.sample_rate, bar), separate_fn, cfg)
+                    pending = next(pieces)
+                    for piece in pieces:
+                        writer.write(pending)
+                        pending = piece
+                    writer.write(pending, last=True)
+                ok = True
+            finally:
+                files = writer.close(ok)
     finally:
-        files = writer.close(ok) if writer else []
         opened.cleanup()
-    return files
+    return [storage.join(folder, f.name) for f in files]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,20 +231,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from vsep import inference, model_io
+    from vsep import inference, model_io, storage
     from vsep.audio import AudioError
 
     try:
         model = model_io.load(args.model)
-    except model_io.ModelDirError as e:
+    except (model_io.ModelDirError, storage.StorageError) as e:
         print(f"vsep separate: error: {e}", file=sys.stderr)
         return 2
     separate_fn = inference.build_separate_fn(model, wiener=args.wiener)
     failed = 0
     for path, name in zip(args.files, folder_names(args.files)):
         try:
-            files = separate_file(path, Path(args.output_dir), separate_fn, model.cfg, not args.no_progress, name)
-            print("  ".join(str(f) for f in files))
+            files = separate_file(path, args.output_dir, separate_fn, model.cfg, not args.no_progress, name)
+            print("  ".join(files))
         except (AudioError, RuntimeError, OSError) as e:
             failed += 1
             msg = _first_line(e)  # decoder errors (e.g. libsndfile's mid-stream ones) do not name the file

@@ -4,15 +4,24 @@ Local and ``gs://`` go through Beam's ``FileSystems`` (the same code the Beam
 jobs use, so a path that works in a job works here); ``http(s)://`` is
 read-only through ``urllib`` with retries. Against a GCS emulator set
 ``STORAGE_EMULATOR_HOST`` (google-cloud-storage honours it).
+
+Code that must write or read a local file (h5 weights, WAV writers, the HTML
+report) goes through :func:`local_folder` and :func:`local_file`, so every
+user-given path may be local or ``gs://`` without checks scattered elsewhere.
+Errors from the storage clients come out as :class:`StorageError` (one line),
+and a path in a bucket that does not exist says so.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 
 class StorageError(OSError):
@@ -99,8 +108,11 @@ def write_bytes(uri: str, data: bytes) -> None:
             f.write(data)
         os.replace(tmp, uri)
         return
-    with _fs().create(uri, compression_type=_raw()) as f:
-        f.write(data)
+    try:
+        with _fs().create(uri, compression_type=_raw()) as f:
+            f.write(data)
+    except Exception as e:  # noqa: BLE001 - Beam wraps client errors variously
+        raise StorageError(f"{uri}: {_one_line(e)}") from None
 
 
 def read_text(uri: str) -> str:
@@ -120,7 +132,34 @@ def exists(uri: str) -> bool:
             return False
     if "://" not in uri:
         return os.path.exists(uri)
-    return _fs().exists(uri)
+    try:
+        if _fs().exists(uri):
+            return True
+    except Exception as e:  # noqa: BLE001
+        raise StorageError(f"{uri}: {_one_line(e)}") from None
+    _check_bucket(uri)
+    return False
+
+
+_BUCKETS_FOUND: set[str] = set()
+
+
+def _check_bucket(uri: str) -> None:
+    """:class:`StorageError` if the bucket of a ``gs://`` URI does not exist (found buckets are remembered)."""
+    if not uri.startswith("gs://"):
+        return
+    bucket = uri[len("gs://") :].split("/", 1)[0]
+    if bucket in _BUCKETS_FOUND:
+        return
+    from apache_beam.io.gcp.gcsio import GcsIO
+
+    try:
+        found = GcsIO().get_bucket(bucket) is not None
+    except Exception:  # noqa: BLE001 - e.g. no permission to read bucket metadata: assume it exists
+        found = True
+    if not found:
+        raise StorageError(f"gs://{bucket}: bucket does not exist")
+    _BUCKETS_FOUND.add(bucket)
 
 
 def glob(pattern: str) -> list[str]:
@@ -129,7 +168,10 @@ def glob(pattern: str) -> list[str]:
         import glob as _glob
 
         return sorted(_glob.glob(pattern))
-    result = _fs().match([pattern])[0]
+    try:
+        result = _fs().match([pattern])[0]
+    except Exception as e:  # noqa: BLE001
+        raise StorageError(f"{pattern}: {_one_line(e)}") from None
     return sorted(m.path for m in result.metadata_list)
 
 
@@ -164,6 +206,80 @@ def rename(src: list[str], dst: list[str]) -> None:
     remote = [(s, d) for s, d in zip(src, dst) if "://" in s]
     if remote:
         _fs().rename([s for s, _ in remote], [d for _, d in remote])
+
+
+def copy(src: str, dst: str) -> None:
+    """Copy one file; either side local or ``gs://`` (``src`` also http), streamed in blocks."""
+    if is_http(src):
+        write_bytes(dst, read_bytes(src))
+        return
+    try:
+        with _open(src, "r") as fin, _open(dst, "w") as fout:
+            shutil.copyfileobj(fin, fout, 8 << 20)
+    except StorageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - OSError locally, client errors remotely
+        raise StorageError(f"{src} -> {dst}: {_one_line(e)}") from None
+
+
+@contextmanager
+def _open(uri: str, mode: str):
+    """A binary file object: read (``"r"``) or write (``"w"``, local: via a temp name)."""
+    if "://" in uri:
+        fs = _fs()
+        with fs.open(uri, compression_type=_raw()) if mode == "r" else fs.create(uri, compression_type=_raw()) as f:
+            yield f
+        return
+    if mode == "r":
+        with open(uri, "rb") as f:
+            yield f
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(uri)), exist_ok=True)
+    tmp = f"{uri}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+        os.replace(tmp, uri)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@contextmanager
+def local_file(uri: str) -> Iterator[str]:
+    """A local path with the content of file ``uri``: ``uri`` itself when local, else a
+    temporary copy (same file name, removed afterwards)."""
+    if "://" not in uri:
+        yield uri
+        return
+    tmp = tempfile.mkdtemp(prefix="vsep-")
+    try:
+        path = os.path.join(tmp, uri.rstrip("/").rsplit("/", 1)[-1] or "file")
+        copy(uri, path)
+        yield path
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def local_folder(uri: str) -> Iterator[str]:
+    """A local folder to write the files that belong under folder ``uri``.
+
+    Local ``uri``: the folder itself (created). ``gs://``: a temporary folder
+    whose files are uploaded under ``uri`` (same relative paths) when the block
+    ends without an exception; nothing is uploaded otherwise.
+    """
+    if "://" not in uri:
+        os.makedirs(uri, exist_ok=True)
+        yield uri
+        return
+    tmp = tempfile.mkdtemp(prefix="vsep-")
+    try:
+        yield tmp
+        for path in list_files(tmp):
+            copy(path, join(uri, os.path.relpath(path, tmp).replace(os.sep, "/")))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _one_line(e: BaseException | None) -> str:

@@ -187,9 +187,8 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     val_ds = distribute.shard_inputs(make_dataset(val_files, mcfg, tcfg, training=False).take(tcfg.validation_steps).cache())
     callbacks = [
         state.callback(tcfg.steps_per_epoch),
-        keras.callbacks.CSVLogger(os.path.join(args.model_dir, "train_log.csv"), append=True)
-        if "://" not in args.model_dir
-        else keras.callbacks.Callback(),
+        # gs:// through TF's gfile (an appendable GCS file re-uploads the whole log on each flush)
+        keras.callbacks.CSVLogger(storage.join(args.model_dir, "train_log.csv"), append=True),
         keras.callbacks.TensorBoard(storage.join(args.model_dir, "tensorboard"), update_freq="epoch"),
     ]
     if args.max_minutes:
