@@ -189,6 +189,9 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         state.callback(tcfg.steps_per_epoch),
         # gs:// through TF's gfile (an appendable GCS file re-uploads the whole log on each flush)
         keras.callbacks.CSVLogger(storage.join(args.model_dir, "train_log.csv"), append=True),
+        # halve the step size when validation stalls (state is not checkpointed: a resumed run starts
+        # from the restored optimizer's rate and counts patience afresh)
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-5, verbose=0),
         keras.callbacks.TensorBoard(storage.join(args.model_dir, "tensorboard"), update_freq="epoch"),
     ]
     if args.max_minutes:
