@@ -184,7 +184,10 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     if initial_epoch:
         print(f"train: resuming from epoch {initial_epoch}")
     train_ds = distribute.shard_inputs(make_dataset(train_files, mcfg, tcfg, training=True), len(train_files))
-    val_ds = distribute.shard_inputs(make_dataset(val_files, mcfg, tcfg, training=False).take(tcfg.validation_steps).cache())
+    # a fixed set of validation batches, cached and repeated: every epoch scores the same patches
+    val_steps = min(tcfg.validation_steps, -(-manifest["counts"]["val"] // tcfg.batch_size))
+    val_ds = make_dataset(val_files, mcfg, tcfg, training=False).take(val_steps).cache().repeat()
+    val_ds = distribute.shard_inputs(val_ds)
     callbacks = [
         state.callback(tcfg.steps_per_epoch),
         # gs:// through TF's gfile (an appendable GCS file re-uploads the whole log on each flush)
@@ -203,6 +206,7 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         epochs=tcfg.epochs,
         steps_per_epoch=tcfg.steps_per_epoch,
         validation_data=val_ds,
+        validation_steps=val_steps,
         initial_epoch=initial_epoch,
         callbacks=callbacks,
         verbose=verbose,
