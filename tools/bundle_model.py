@@ -51,13 +51,17 @@ def main() -> int:
     doc = json.loads((model / "config.json").read_text())
     summary = json.loads((ev / "summary.json").read_text())
     history = [json.loads(x) for x in (model / "history.jsonl").read_text().splitlines() if x.strip()]
-    weights = model / "model.weights.h5"
+    DEST.mkdir(parents=True, exist_ok=True)
+    # training saves the optimizer's moments with the weights; the bundle keeps the model's alone
+    from vsep import model_io
+
+    model_io.load(str(model)).save_weights(str(DEST / "model.weights.h5"))
+    weights = DEST / "model.weights.h5"
     size_mb = weights.stat().st_size / 1e6
     if size_mb > LIMIT_MB:
+        weights.unlink()
         print(f"bundle_model: weights are {size_mb:.1f} MB, over the {LIMIT_MB} MB limit", file=sys.stderr)
         return 2
-    DEST.mkdir(parents=True, exist_ok=True)
-    shutil.copy(weights, DEST / "model.weights.h5")
     (DEST / "config.json").write_text(json.dumps(doc, indent=2, sort_keys=True))
     shutil.copy(model / "history.jsonl", DEST / "history.jsonl")
     target, mcfg, tcfg = doc["model"]["target"], doc["model"], doc["train"]
