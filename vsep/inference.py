@@ -35,7 +35,7 @@ def ola_weights(length: int) -> np.ndarray:
     return (np.minimum(i + 1, length - i) / (length / 2)).astype(np.float32)
 
 
-def build_separate_fn(model, batch_chunks: int = 4, wiener: bool = False) -> Callable:
+def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False) -> Callable:
     """A ``tf.function``: waveform ``[samples]`` at the model's rate -> ``[2, samples]``."""
     cfg: ModelConfig = model.cfg
     length, hop = chunk_geometry(cfg)
@@ -67,7 +67,7 @@ def stream(
     blocks: Iterable[np.ndarray],
     separate: Callable,
     cfg: ModelConfig,
-    segment_chunks: int = 8,
+    segment_chunks: int = 64,
 ) -> Iterator[np.ndarray]:
     """Separate a long input given as blocks of mono samples at the model's rate.
 
