@@ -73,3 +73,25 @@ def examples_of(output) -> list[dict]:
             blob = storage.read_bytes(storage.join(output, name))
             out += [schema.decode(r) for r in records(blob, name.endswith(".gz"))]
     return out
+
+
+def small_lake(tmp_path_factory) -> Path:
+    """A lake collected (by the real collect job) from :func:`small_corpus`."""
+    from beam_jobs import collect
+
+    corpus = small_corpus(tmp_path_factory.mktemp("corpus"))
+    lake = tmp_path_factory.mktemp("lake")
+    collect.run(["--speakers", str(corpus / "speakers"), "--noise", str(corpus / "noise"),
+                 "--rir", str(corpus / "rir"), "--lake", str(lake)])
+    return lake
+
+
+def small_dataset(tmp_path_factory, prepare_args: list[str]) -> Path:
+    """A tiny prepared data set (train and val not empty) from :func:`small_lake`."""
+    from beam_jobs import prepare
+
+    lake = small_lake(tmp_path_factory)
+    out = tmp_path_factory.mktemp("prepared")
+    manifest = prepare.run(["--lake", str(lake), "--output", str(out), *prepare_args])
+    assert all(manifest["counts"].get(s, 0) > 0 for s in ("train", "val")), manifest["counts"]
+    return out

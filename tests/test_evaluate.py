@@ -20,7 +20,7 @@ import soundfile as sf
 from vsep import crosstalk, evaluate, model_io
 from vsep.config import ModelConfig, TrainConfig
 
-from realdata import TARGET, needs_data, small_corpus
+from realdata import TARGET, needs_data, small_lake
 
 pytestmark = needs_data
 tf = pytest.importorskip("tensorflow")
@@ -35,13 +35,7 @@ PREP_ARGS = ["--target", TARGET, "--window-s", "2.0", "--hop-s", "2.0", "--mixtu
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory) -> Path:
-    from beam_jobs import collect
-
-    corpus = small_corpus(tmp_path_factory.mktemp("corpus"))
-    lake = tmp_path_factory.mktemp("lake")
-    collect.run(["--speakers", str(corpus / "speakers"), "--noise", str(corpus / "noise"),
-                 "--rir", str(corpus / "rir"), "--lake", str(lake)])
-    return lake
+    return small_lake(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

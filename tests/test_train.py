@@ -17,7 +17,7 @@ import pytest
 from vsep import model_io
 from vsep.config import ModelConfig, TrainConfig
 
-from realdata import ROOT, TARGET, needs_data, small_corpus
+from realdata import ROOT, TARGET, needs_data, small_dataset
 
 pytestmark = needs_data
 tf = pytest.importorskip("tensorflow")
@@ -38,16 +38,7 @@ PREP_ARGS = [
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     """A tiny prepared data set (2 s windows) made from real recordings by collect + prepare."""
-    from beam_jobs import collect, prepare
-
-    corpus = small_corpus(tmp_path_factory.mktemp("corpus"))
-    lake = tmp_path_factory.mktemp("lake")
-    collect.run(["--speakers", str(corpus / "speakers"), "--noise", str(corpus / "noise"),
-                 "--rir", str(corpus / "rir"), "--lake", str(lake)])
-    out = tmp_path_factory.mktemp("prepared")
-    manifest = prepare.run(["--lake", str(lake), "--output", str(out), *PREP_ARGS])
-    assert all(manifest["counts"].get(s, 0) > 0 for s in ("train", "val")), manifest["counts"]
-    return out
+    return small_dataset(tmp_path_factory, PREP_ARGS)
 
 
 @pytest.fixture(scope="module")

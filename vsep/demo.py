@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"demo  lake        {lake}")
     print(f"demo  dataset     {dataset}  {manifest['counts']}")
     print(f"demo  model       {model_dir} (trained here, short)   separation model: {use}")
-    print(f"demo  report      {report}/summary.md  {work / 'eval_crosstalk'}/summary.md")
+    print(f"demo  report      {report}/report.html  {work / 'eval_crosstalk'}/report.html")
     print(f"demo  crosstalk   {debate}")
     out = work / "separated" / "debate"
     print(f"demo  separated   {out / (args.target + '.wav')}  {out / 'rest.wav'}")
