@@ -26,6 +26,7 @@ from beam_jobs.common import (
     counters,
     pipeline_options,
     print_counters,
+    run_main,
     setup_logging,
     write_sorted_lines,
 )
@@ -159,12 +160,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        run(argv)
-    except (ValueError, FileNotFoundError, StorageError) as e:
-        print(f"vsep collect: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main("collect", run, argv)
 
 
 if __name__ == "__main__":

@@ -84,3 +84,15 @@ def write_sorted_lines(lines, prefix: str, label: str):
         | f"Write{label}"
         >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl", shard_name_template="", num_shards=1)
     )
+
+
+def run_main(job: str, run, argv) -> int:
+    """A job's ``main``: run it; an expected failure is one line on stderr and exit 2."""
+    from vsep.storage import StorageError
+
+    try:
+        run(argv)
+    except (ValueError, FileNotFoundError, StorageError) as e:
+        print(f"vsep {job}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
+    return 0

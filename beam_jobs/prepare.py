@@ -33,6 +33,7 @@ from beam_jobs.common import (
     counters,
     pipeline_options,
     print_counters,
+    run_main,
     setup_logging,
     write_sorted_lines,
 )
@@ -381,12 +382,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        run(argv)
-    except (ValueError, FileNotFoundError, StorageError) as e:
-        print(f"vsep prepare: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main("prepare", run, argv)
 
 
 if __name__ == "__main__":
