@@ -308,9 +308,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows, timing = [], defaultdict(float)
     audio: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     audio_s = 0.0
-    for ex in tqdm(examples, desc="evaluate", unit="ex", disable=args.no_progress, file=sys.stderr):
-        import tensorflow as tf
+    import tensorflow as tf
 
+    for ex in tqdm(examples, desc="evaluate", unit="ex", disable=args.no_progress, file=sys.stderr):
         t0 = time.perf_counter()
         est = {"model": separate(tf.constant(ex["mixture"])).numpy(), "mixture": np.stack([ex["mixture"]] * 2)}
         est.update(oracle(ex["mixture"], ex["refs"]))
