@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
-import struct
 import subprocess
 import sys
 import urllib.request
@@ -22,6 +20,7 @@ from google.cloud import storage as gcs_client
 from vsep import storage
 
 from gcs_emulator import GcsEmulator
+from realdata import records
 
 RECORDS = [f"record-{i:03d}".encode() * (i % 7 + 1) for i in range(40)]
 
@@ -39,16 +38,6 @@ def _answers(host: str) -> bool:
             return r.read() == b"OK"
     except OSError:
         return False
-
-
-def _tfrecords(data: bytes) -> list[bytes]:
-    """Payloads of an uncompressed TFRecord stream (length, crc, data, crc)."""
-    out, pos = [], 0
-    while pos < len(data):
-        (n,) = struct.unpack("<Q", data[pos : pos + 8])
-        out.append(data[pos + 12 : pos + 12 + n])
-        pos += 12 + n + 4
-    return out
 
 
 def _raw(gcs: GcsEmulator, uri: str) -> bytes:
@@ -125,7 +114,7 @@ def test_beam_tfrecords_gzip_two_shards_round_trip(gcs: GcsEmulator, prefix: str
         storage.join(prefix, "part-00001-of-00002.tfrecord.gz"),
     ]
     # The bytes in the emulator are gzip'd TFRecords holding every record.
-    stored = [r for s in shards for r in _tfrecords(gzip.decompress(_raw(gcs, s)))]
+    stored = [r for s in shards for r in records(_raw(gcs, s), gzipped=True)]
     assert sorted(stored) == sorted(RECORDS)
 
     options = PipelineOptions(runner="DirectRunner")
@@ -181,5 +170,5 @@ def test_tensorflow_gs_filesystem_through_proxy(gcs: GcsEmulator, prefix: str) -
     assert result["files"] == storage.glob(storage.join(prefix, "part-*"))
     assert sorted(result["records"]) == sorted(r.decode() for r in RECORDS)
     assert result["exists"] is True
-    written = _tfrecords(gzip.decompress(_raw(gcs, dst)))
+    written = records(_raw(gcs, dst), gzipped=True)
     assert written == [b"from-tf-0", b"from-tf-1", b"from-tf-2"]
