@@ -149,6 +149,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
     args, beam_args = build_parser().parse_known_args(argv)
     setup_logging(args.verbose)
     cfg = config.from_namespace(CollectConfig, args)
+    storage.preflight(args.lake, *args.manifest)
     rows = manifest_rows(args)
     with beam.Pipeline(options=pipeline_options(beam_args)) as p:
         _ = p | "Manifest" >> beam.Create(rows) | "Collect" >> Collect(args.lake, cfg)

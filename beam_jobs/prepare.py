@@ -349,6 +349,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
     """Run the prepare job; returns the manifest it wrote."""
     args, beam_args = build_parser().parse_known_args(argv)
     setup_logging(args.verbose)
+    storage.preflight(args.lake, args.output, args.config)
     base = config.loads(PrepareConfig, storage.read_text(args.config)) if args.config else None
     cfg = config.from_namespace(PrepareConfig, args, base)
     cfg.validate()

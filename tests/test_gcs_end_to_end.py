@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,6 +200,47 @@ def test_bucket_that_does_not_exist_exits_2_with_one_line(gcs: GcsEmulator):
                   *MODEL_ARGS)  # fmt: skip
     assert _error_line(train, "train") == "vsep train: error: gs://no-such-bucket: bucket does not exist"
     assert not storage.list_files(gcs.uri("nb"))  # nothing written for either
+
+
+def _without_credentials(gcs: GcsEmulator, home: Path, key_file: str | None = None) -> dict[str, str]:
+    """The test environment with no Application Default Credentials at all (or a broken key file).
+
+    No ``GOOGLE_APPLICATION_CREDENTIALS``, an empty home (no gcloud login) and
+    ``NO_GCE_CHECK`` (no metadata-server probe, so nothing leaves the machine);
+    the emulator stays up, so anything written in spite of the error would show.
+    """
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore::FutureWarning",
+           "HOME": str(home), "CLOUDSDK_CONFIG": str(home / "gcloud"), "NO_GCE_CHECK": "true"}  # fmt: skip
+    env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+    if key_file:
+        env["GOOGLE_APPLICATION_CREDENTIALS"] = key_file
+    return env
+
+
+def test_missing_credentials_exit_2_with_one_line_before_writing(gcs: GcsEmulator, tmp_path: Path):
+    speakers = tmp_path / "speakers" / TARGET
+    speakers.mkdir(parents=True)
+    (speakers / SPEECH.name).write_bytes(SPEECH.read_bytes())
+    out = gcs.uri("nocred")
+    commands = {
+        "collect": ["--speakers", str(tmp_path / "speakers"), "--lake", f"{out}/lake"],
+        "prepare": ["--lake", f"{out}/lake", "--output", f"{out}/data", *PREP_ARGS],
+        "train": ["--data", f"{out}/data", "--model-dir", f"{out}/model", *MODEL_ARGS, *TRAIN_ARGS],
+        "separate": ["--output-dir", f"{out}/separated", str(SPEECH)],
+    }
+    env = _without_credentials(gcs, tmp_path)
+    for command, args in commands.items():
+        proc = subprocess.run([sys.executable, "-m", "vsep", command, *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=240)  # fmt: skip
+        line = _error_line(proc, command)
+        assert "no usable Google Cloud credentials" in line and "gcloud auth application-default login" in line
+    # a key file that is not there: the same one line, naming the file
+    env = _without_credentials(gcs, tmp_path, key_file=str(tmp_path / "missing-key.json"))
+    proc = subprocess.run([sys.executable, "-m", "vsep", "collect", *commands["collect"]], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=240)  # fmt: skip
+    line = _error_line(proc, "collect")
+    assert "no usable Google Cloud credentials" in line and "missing-key.json" in line
+    assert not storage.list_files(out)  # nothing was written by any of them
 
 
 @contextmanager

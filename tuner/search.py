@@ -261,6 +261,7 @@ def write_reports(plan: Plan, tuner: Any) -> dict[str, Any]:
 
 def tune(args: argparse.Namespace) -> dict[str, Any]:
     """Run (or resume, or serve as chief, or work for) a search; returns a summary."""
+    storage.preflight(args.results, args.data)
     plan = resolve(args)
     if args.show_space:
         print(report.dumps(report.frozen_space(plan.resolved, plan.tune, _hp_config(plan.resolved))), end="")

@@ -131,6 +131,12 @@ class ModelConfig:
     dropout: float = opt(0.5, "dropout of the first three decoder layers")
     patch_frames: int = opt(128, "STFT frames of one training patch")
     chunk_frames: int = opt(512, "STFT frames of one inference chunk (overlap-add between chunks)")
+    input_norm: str = opt(
+        "mean",
+        "U-Net input level: 'mean' divides each patch's magnitudes by their mean (level-invariant), "
+        "'none' uses them as they are",
+        choices=("mean", "none"),
+    )
 
     @property
     def bins(self) -> int:
@@ -163,6 +169,8 @@ class ModelConfig:
             raise ValueError(f"fft_length // 2 = {self.fft_length // 2} must be divisible by 2**depth = {2**self.depth}")
         if self.patch_frames < 2**self.depth:
             raise ValueError(f"patch_frames must be at least 2**depth = {2**self.depth}")
+        if self.input_norm not in ("mean", "none"):
+            raise ValueError("input_norm must be 'mean' or 'none'")
         if self.patch_samples() < self.frame_step or self.patch_samples(self.chunk_frames) < self.frame_step:
             raise ValueError("patch_frames and chunk_frames must cover more than the STFT padding")
 

@@ -293,6 +293,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from vsep import inference, model_io, storage
 
+    storage.preflight(args.output_dir, args.model, args.data, args.folder, args.nmf_data)
     model = model_io.load(args.model)
     cfg = model.cfg
     names = (cfg.target, "rest")

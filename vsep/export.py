@@ -66,9 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from vsep.model_io import ModelDirError
-    from vsep.storage import StorageError
+    from vsep.storage import StorageError, preflight
 
     try:
+        preflight(args.output, args.model)
         print(export(args.model, args.output))
     except (ModelDirError, StorageError) as e:
         print(f"vsep export: error: {e}", file=sys.stderr)

@@ -24,6 +24,7 @@ from vsep.stft import STFT, InverseSTFT, magnitude
 
 SOURCES = ("target", "rest")
 EPS = 1e-8
+LEVEL_FLOOR = 1e-5
 
 
 class PadToMultiple(keras.layers.Layer):
@@ -83,6 +84,30 @@ def build_unet(cfg: ModelConfig) -> keras.Model:
     return keras.Model(inp, masks, name="unet")
 
 
+def normalise_level(mag, mode: str):
+    """``[B, T, F]`` magnitudes divided by each example's mean magnitude (``mode='mean'``).
+
+    Makes the U-Net's input independent of the recording's level (a gain
+    multiplies every magnitude alike), so a loud broadcast and a quiet phone
+    recording look the same to it. Digital silence stays near zero (the
+    floor ``LEVEL_FLOOR`` keeps it from being blown up to full scale).
+    """
+    if mode == "none":
+        return mag
+    return mag / (tf.reduce_mean(mag, axis=[1, 2], keepdims=True) + LEVEL_FLOOR)
+
+
+def silence_penalty(estimate, mixture):
+    """Energy of ``estimate`` relative to ``mixture`` in dB/10, floored at -3 (i.e. -30 dB).
+
+    ``[..., samples]`` -> ``[...]``. The SI-SDR loss's term for a source that is
+    silent in the reference (target-only or other-only patches): the model is
+    rewarded for suppressing it by up to 30 dB.
+    """
+    ratio = (tf.reduce_sum(estimate**2, axis=-1) + EPS) / (tf.reduce_sum(mixture**2, axis=-1) + EPS)
+    return tf.maximum(10.0 * tf.math.log(ratio + 1e-3) / tf.math.log(10.0), -30.0) / 10.0
+
+
 def si_sdr(reference, estimate):
     """Scale-invariant SDR in dB over the last axis: ``[..., samples]`` -> ``[...]``."""
     reference = reference - tf.reduce_mean(reference, axis=-1, keepdims=True)
@@ -117,7 +142,7 @@ class SeparationModel(keras.Model):
 
     def masks(self, spectrum, training=False):
         """Spectrum ``[B, T, bins + 1, 2]`` -> masks ``[B, T, bins + 1, 2]`` (Nyquist bin repeated)."""
-        mag = magnitude(spectrum)[:, :, : self.cfg.bins]
+        mag = normalise_level(magnitude(spectrum)[:, :, : self.cfg.bins], self.cfg.input_norm)
         m = self.unet(tf.math.log1p(mag)[..., None], training=training)
         return tf.concat([m, m[:, :, -1:, :]], axis=2)
 
@@ -153,11 +178,13 @@ class SeparationModel(keras.Model):
             length = tf.shape(mixture)[1]
             est_wave = tf.stack([self.istft(est[:, k], length=length) for k in range(2)], axis=1)
         if "sisdr" in loss_name:
-            # both sources; silent references (target-only / other-only patches) are skipped
+            # both sources; a source that is silent in the reference (target-only / other-only
+            # patches) has no SI-SDR: its estimate's energy relative to the mixture is penalised
             energy = tf.reduce_sum(sources**2, axis=-1)
             valid = tf.cast(energy > 1e-6, tf.float32)
             s = si_sdr(sources, est_wave)
-            total += -tf.reduce_sum(s * valid) / (tf.reduce_sum(valid) + EPS) / 10.0
+            quiet = silence_penalty(est_wave, mixture[:, None, :])
+            total += tf.reduce_mean(-s / 10.0 * valid + quiet * (1.0 - valid))
         return total, est_wave
 
     def train_step(self, data):

@@ -64,7 +64,8 @@ def read_config(model_dir: str) -> tuple[ModelConfig, TrainConfig, dict[str, Any
             f"this vsep reads {FORMAT_VERSION})"
         )
     try:
-        mcfg = config.from_dict(ModelConfig, doc["model"])
+        # models written before ``input_norm`` existed fed the U-Net unnormalised magnitudes
+        mcfg = config.from_dict(ModelConfig, {"input_norm": "none", **doc["model"]})
         tcfg = config.from_dict(TrainConfig, doc.get("train", {}))
     except (ValueError, TypeError, KeyError) as e:
         raise ModelDirError(f"{uri}: incompatible model config ({e})") from None

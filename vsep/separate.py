@@ -235,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vsep.audio import AudioError
 
     try:
+        storage.preflight(args.output_dir, args.model, *args.files)
         model = model_io.load(args.model)
     except (model_io.ModelDirError, storage.StorageError) as e:
         print(f"vsep separate: error: {e}", file=sys.stderr)

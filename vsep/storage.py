@@ -47,9 +47,39 @@ def join(base: str, *parts: str) -> str:
 
 
 def _fs():
+    """Beam's ``FileSystems``, for remote URIs only (credentials are checked first)."""
+    check_credentials()
     from apache_beam.io.filesystems import FileSystems
 
     return FileSystems
+
+
+_CREDENTIALS_FOUND = False
+CREDENTIALS_HELP = (
+    "run 'gcloud auth application-default login', or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file"
+)
+
+
+def check_credentials() -> None:
+    """:class:`StorageError` (one line) if no Google Cloud credentials can be found.
+
+    Runs once per process, before the first remote access, and needs no
+    network for a key file or a gcloud login (on a GCE/Dataflow VM it asks
+    the metadata server). Without it Beam silently falls back to anonymous
+    access, and a job fails far later with a permission error, or, worse,
+    half-written output.
+    """
+    global _CREDENTIALS_FOUND
+    if _CREDENTIALS_FOUND:
+        return
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        google.auth.default()
+    except DefaultCredentialsError as e:
+        raise StorageError(f"no usable Google Cloud credentials ({_one_line(e)}): {CREDENTIALS_HELP}") from None
+    _CREDENTIALS_FOUND = True
 
 
 def _raw():
@@ -160,6 +190,18 @@ def _check_bucket(uri: str) -> None:
     if not found:
         raise StorageError(f"gs://{bucket}: bucket does not exist")
     _BUCKETS_FOUND.add(bucket)
+
+
+def preflight(*uris: str | None) -> None:
+    """Before a command does any work: credentials and buckets of its ``gs://`` paths.
+
+    Raises :class:`StorageError` with one line, so a job without credentials
+    or with a mistyped bucket stops before it writes anything.
+    """
+    for uri in uris:
+        if uri and str(uri).startswith("gs://"):
+            check_credentials()
+            _check_bucket(str(uri))
 
 
 def glob(pattern: str) -> list[str]:

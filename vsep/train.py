@@ -146,6 +146,7 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     """Train (or resume) and return the last state."""
     strategy = distribute.strategy_from_flag(args.strategy)  # before any other TensorFlow call
     args.model_dir = distribute.task_model_dir(args.model_dir)  # non-chief workers: <model-dir>/workers/<task>
+    storage.preflight(args.model_dir, args.data, args.config)
     mcfg, tcfg, data = resolve(args)
     from vsep.manifest import check_compatible, read_manifest
 
