@@ -158,7 +158,7 @@ def test_silent_patches_give_finite_losses():
     zero = np.zeros(n, np.float32)
     sources = np.stack([np.stack([speech, zero]), np.stack([zero, speech]), np.stack([zero, zero])])
     mixture = sources.sum(axis=1)
-    for loss in ("l1_mag", "l1_mag+sisdr"):  # the second covers the sisdr term too
+    for loss in ("l1_mag", "l1_mag+sisdr", "sisdr"):
         model = SeparationModel(TINY, TrainConfig(loss=loss)).build_for()
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
         logs = model.train_on_batch(mixture, sources, return_dict=True)
@@ -166,6 +166,35 @@ def test_silent_patches_give_finite_losses():
         assert all(np.all(np.isfinite(w)) for w in model.get_weights()), loss
         val = model.test_on_batch(mixture, sources, return_dict=True)
         assert np.isfinite(val["loss"]), loss
+
+
+@needs_data
+def test_level_normalised_input_makes_the_masks_gain_invariant(speech):
+    """With ``input_norm='mean'`` a recording 20 dB louder or 30 dB quieter gets the same masks; without, not."""
+    from vsep.model import SeparationModel
+
+    x = tf.constant(speech[None, : 4 * 16000])
+    for norm, invariant in (("mean", True), ("none", False)):
+        model = SeparationModel(dataclasses.replace(TINY, input_norm=norm)).build_for()
+        masks = [model.masks(model.stft(x * g)).numpy() for g in (1.0, 10.0, 0.03)]
+        diffs = [float(np.max(np.abs(m - masks[0]))) for m in masks[1:]]
+        if invariant:
+            assert max(diffs) < 1e-4, diffs
+        else:
+            assert min(diffs) > 1e-3, diffs
+
+
+def test_sisdr_loss_rewards_silence_where_the_reference_is_silent():
+    """On an other-only patch the SI-SDR loss falls as the target estimate gets quieter, down to -30 dB."""
+    from vsep.model import silence_penalty
+
+    rng = np.random.default_rng(0)
+    mixture = tf.constant(rng.normal(size=(1, 8000)).astype(np.float32))
+    values = [float(silence_penalty(mixture * g, mixture)[0]) for g in (1.0, 0.1, 0.01, 1e-4, 0.0)]
+    assert values[0] == pytest.approx(0.0, abs=0.01)
+    assert values[1] == pytest.approx(-2.0, abs=0.05)  # -20 dB -> -2
+    assert values[0] > values[1] > values[2] > values[3]
+    assert values[3] == pytest.approx(-3.0, abs=0.05) and values[4] == pytest.approx(-3.0, abs=0.01)  # floor
 
 
 # ---------------------------------------------------------------- SI-SDR
@@ -191,6 +220,28 @@ def test_si_sdr_perfect_scaled_and_noisy():
     pure_noise = si_sdr(ref, noise).numpy()
     assert np.all(pure_noise < -10), pure_noise
     assert np.all(si_sdr(ref, -ref).numpy() > 60)  # sign is a scale too
+
+
+def test_capped_si_sdr_saturates_and_keeps_gradients_bounded():
+    """The training loss's cap: 30 dB at most, and no exploding gradient for a nearly perfect estimate."""
+    from vsep.model import si_sdr
+
+    rng = np.random.default_rng(1)
+    ref = tf.constant(rng.normal(size=(1, 16000)).astype(np.float32))
+    noise = tf.constant(rng.normal(size=(1, 16000)).astype(np.float32))
+    assert float(si_sdr(ref, ref, max_db=30.0)[0]) == pytest.approx(30.0, abs=0.01)
+    assert float(si_sdr(ref, ref + 0.3 * noise, max_db=30.0)[0]) == pytest.approx(
+        float(si_sdr(ref, ref + 0.3 * noise)[0]), abs=0.1)  # far below the cap: unchanged
+
+    def grad_norm(est, cap):
+        with tf.GradientTape() as tape:
+            tape.watch(est)
+            value = si_sdr(ref, est, max_db=cap)
+        return float(tf.norm(tape.gradient(value, est)))
+
+    near = ref + 1e-4 * noise
+    assert grad_norm(near, None) > 1000 * grad_norm(ref + 0.3 * noise, None)  # what the cap is for
+    assert grad_norm(near, 30.0) < grad_norm(ref + 0.3 * noise, 30.0)
 
 
 # ---------------------------------------------------------------- config

@@ -225,6 +225,17 @@ def test_model_dir_of_another_format_version_is_refused(trained, tmp_path):
     assert "\n" not in msg and "incompatible" in msg and "99" in msg and str(model_dir) in msg
 
 
+def test_model_dir_from_before_input_norm_loads_unnormalised(trained, tmp_path):
+    """A config written before ``input_norm`` existed means the U-Net saw raw magnitudes."""
+    model_dir = tmp_path / "m"
+    shutil.copytree(trained, model_dir)
+    doc = json.loads((model_dir / "config.json").read_text())
+    assert doc["model"].pop("input_norm") == "mean"  # what a new model records
+    (model_dir / "config.json").write_text(json.dumps(doc))
+    assert model_io.read_config(str(model_dir))[0].input_norm == "none"
+    assert model_io.load(str(model_dir)).cfg.input_norm == "none"
+
+
 def test_missing_or_empty_model_dir_is_a_clear_error(tmp_path):
     with pytest.raises(model_io.ModelDirError, match="does not exist"):
         model_io.load(str(tmp_path / "nowhere"))

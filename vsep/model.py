@@ -25,6 +25,7 @@ from vsep.stft import STFT, InverseSTFT, magnitude
 SOURCES = ("target", "rest")
 EPS = 1e-8
 LEVEL_FLOOR = 1e-5
+SISDR_CAP_DB = 30.0  # the SI-SDR loss saturates here (see si_sdr)
 
 
 class PadToMultiple(keras.layers.Layer):
@@ -108,15 +109,25 @@ def silence_penalty(estimate, mixture):
     return tf.maximum(10.0 * tf.math.log(ratio + 1e-3) / tf.math.log(10.0), -30.0) / 10.0
 
 
-def si_sdr(reference, estimate):
-    """Scale-invariant SDR in dB over the last axis: ``[..., samples]`` -> ``[...]``."""
+def si_sdr(reference, estimate, max_db: float | None = None):
+    """Scale-invariant SDR in dB over the last axis: ``[..., samples]`` -> ``[...]``.
+
+    ``max_db`` softly caps it (the thresholded SNR of Wisdom et al. 2020,
+    MixIT): the error energy gets ``10**(-max_db/10)`` of the target energy
+    added. Training needs the cap: without it a nearly perfect estimate (a
+    target-only patch, where a constant mask is already perfect) has a
+    gradient that grows without bound as its error vanishes, swamps every
+    other patch in the batch and drives the masks to a constant.
+    """
     reference = reference - tf.reduce_mean(reference, axis=-1, keepdims=True)
     estimate = estimate - tf.reduce_mean(estimate, axis=-1, keepdims=True)
     dot = tf.reduce_sum(reference * estimate, axis=-1, keepdims=True)
     energy = tf.reduce_sum(reference**2, axis=-1, keepdims=True) + EPS
     projection = dot / energy * reference
     noise = estimate - projection
-    ratio = (tf.reduce_sum(projection**2, axis=-1) + EPS) / (tf.reduce_sum(noise**2, axis=-1) + EPS)
+    signal = tf.reduce_sum(projection**2, axis=-1)
+    floor = 0.0 if max_db is None else 10.0 ** (-max_db / 10.0) * signal
+    ratio = (signal + EPS) / (tf.reduce_sum(noise**2, axis=-1) + floor + EPS)
     return 10.0 * tf.math.log(ratio) / tf.math.log(10.0)
 
 
@@ -182,7 +193,7 @@ class SeparationModel(keras.Model):
             # patches) has no SI-SDR: its estimate's energy relative to the mixture is penalised
             energy = tf.reduce_sum(sources**2, axis=-1)
             valid = tf.cast(energy > 1e-6, tf.float32)
-            s = si_sdr(sources, est_wave)
+            s = si_sdr(sources, est_wave, max_db=SISDR_CAP_DB)
             quiet = silence_penalty(est_wave, mixture[:, None, :])
             total += tf.reduce_mean(-s / 10.0 * valid + quiet * (1.0 - valid))
         return total, est_wave
