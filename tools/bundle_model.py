@@ -5,7 +5,8 @@
 Writes ``vsep/models/default/``: ``config.json`` (model and training config,
 data set, training command), ``model.weights.h5``, ``history.jsonl`` (the
 learning curve) and ``MODEL_CARD.md`` (what it is, how it was trained, its
-scores on the held-out test split from ``vsep evaluate``'s summary.json).
+scores on the held-out test split from ``vsep evaluate``'s summary.json) and
+``splits.json`` (the source files behind each split, relative to the data root).
 """
 
 from __future__ import annotations
@@ -41,6 +42,33 @@ def curve(history: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def held_out_sources(data: str) -> dict[str, dict[str, list[str]]]:
+    """Per split, the source files (relative to the data root, e.g. ``speakers/trump/x.mp3``) behind it.
+
+    From the data set's manifest (recording ids per split) and its lake's index
+    (recording id -> source URI), so tests and users can rebuild mixtures from
+    recordings the bundled model never saw.
+    """
+    from vsep import lake, storage
+
+    manifest = json.loads(storage.read_text(storage.join(data, "manifest.json")))
+    sources = {e.recording_id: e.source_uri for e in lake.read_index(manifest["lake"])}
+
+    def relative(uri: str) -> str:
+        parts = uri.replace("\\", "/").split("/")
+        for anchor in ("speakers", "noise", "rir"):
+            if anchor in parts:
+                return "/".join(parts[len(parts) - 1 - parts[::-1].index(anchor):])
+        return uri
+
+    out: dict[str, dict[str, list[str]]] = {}
+    for split, roles in manifest["splits"].items():
+        out[split] = {role: sorted({relative(sources[r]) for r in ids if r in sources})
+                      for role, ids in roles.items() if role.endswith("_recordings")}
+        out[split]["other_speakers"] = roles.get("other_speakers", [])
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True)
@@ -63,6 +91,8 @@ def main() -> int:
         print(f"bundle_model: weights are {size_mb:.1f} MB, over the {LIMIT_MB} MB limit", file=sys.stderr)
         return 2
     (DEST / "config.json").write_text(json.dumps(doc, indent=2, sort_keys=True))
+    splits = held_out_sources(doc["data"])
+    (DEST / "splits.json").write_text(json.dumps(splits, indent=1, sort_keys=True))
     shutil.copy(model / "history.jsonl", DEST / "history.jsonl")
     target, mcfg, tcfg = doc["model"]["target"], doc["model"], doc["train"]
     card = f"""# Bundled model: {target} versus everything else

@@ -46,7 +46,7 @@ class PrepareConfig:
     target: str = opt("trump", "name of the target speaker (a folder or manifest speaker)")
     sample_rate: int = opt(16000, "sample rate of the mixtures; must match the lake's")
     window_s: float = opt(4.0, "length of one training window, in seconds")
-    hop_s: float = opt(4.0, "hop between target windows, in seconds")
+    hop_s: float = opt(2.0, "hop between target windows, in seconds (below window_s: overlapping windows)")
     min_window_s: float = opt(
         1.0, "target clips or clip tails at least this long are zero-padded to a window; shorter are dropped"
     )
@@ -60,12 +60,12 @@ class PrepareConfig:
     snr_db: tuple[float, float] = opt(
         (0.0, 10.0), "other-speech-to-noise ratio range in dB for 'both' mixtures"
     )
-    mixtures_per_window: int = opt(2, "number of mixtures made from each target window")
+    mixtures_per_window: int = opt(3, "number of mixtures made from each target window")
     kind_weights: tuple[float, float, float, float, float] = opt(
         (0.35, 0.2, 0.3, 0.075, 0.075),
         "weights of the mixture kinds speech, noise, both, target-only, other-only",
     )
-    reverb_prob: float = opt(0.0, "probability of convolving the target with a room response")
+    reverb_prob: float = opt(0.15, "probability of convolving the target with a room response")
     max_clip_peak: float = opt(0.99, "mixtures louder than this peak are scaled down with their sources")
     seed: int = opt(0, "seed of every random choice; a run is reproducible from it")
     split_fractions: tuple[float, float, float] = opt(
@@ -122,15 +122,15 @@ class ModelConfig:
 
     target: str = opt("trump", "name of the target speaker (names the output file)")
     sample_rate: int = opt(16000, "sample rate the model works at, in Hz")
-    frame_length: int = opt(1024, "STFT window size in samples")
+    frame_length: int = opt(512, "STFT window size in samples")
     frame_step: int = opt(256, "STFT hop in samples (overlap = 1 - step / length)")
-    fft_length: int = opt(1024, "FFT size (>= frame_length)")
+    fft_length: int = opt(512, "FFT size (>= frame_length)")
     depth: int = opt(5, "U-Net encoder/decoder layers")
     filters: int = opt(16, "filters of the first encoder layer (doubled per layer)")
     kernel_size: int = opt(5, "convolution kernel size")
-    dropout: float = opt(0.5, "dropout of the first three decoder layers")
-    patch_frames: int = opt(128, "STFT frames of one training patch")
-    chunk_frames: int = opt(512, "STFT frames of one inference chunk (overlap-add between chunks)")
+    dropout: float = opt(0.3, "dropout of the first three decoder layers")
+    patch_frames: int = opt(250, "STFT frames of one training patch (250 x 256 at 16 kHz: 3.97 s)")
+    chunk_frames: int = opt(256, "STFT frames of one inference chunk (overlap-add between chunks)")
     input_norm: str = opt(
         "mean",
         "U-Net input level: 'mean' divides each patch's magnitudes by their mean (level-invariant), "
@@ -184,9 +184,9 @@ class TrainConfig:
     steps_per_epoch: int = opt(200, "training steps per epoch (the data repeats)")
     validation_steps: int = opt(20, "validation batches per epoch")
     learning_rate: float = opt(1e-3, "Adam learning rate")
-    loss: str = opt("l1_mag", "loss: 'l1_mag' (Jansson), 'sisdr' (waveform) or 'l1_mag+sisdr'",
+    loss: str = opt("sisdr", "loss: 'l1_mag' (Jansson), 'sisdr' (waveform, capped at 30 dB) or 'l1_mag+sisdr'",
                     choices=("l1_mag", "sisdr", "l1_mag+sisdr"))
-    remix_prob: float = opt(0.5, "probability of remixing a patch's target with another patch's interference")
+    remix_prob: float = opt(0.7, "probability of remixing a patch's target with another patch's interference")
     gain_db: tuple[float, float] = opt((-6.0, 6.0), "random gain applied to a whole patch, in dB")
     tir_db: tuple[float, float] = opt((-6.0, 6.0), "target-to-interference ratio range of remixed patches")
     shuffle_buffer: int = opt(256, "examples in the shuffle buffer")
