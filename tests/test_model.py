@@ -158,7 +158,7 @@ def test_silent_patches_give_finite_losses():
     zero = np.zeros(n, np.float32)
     sources = np.stack([np.stack([speech, zero]), np.stack([zero, speech]), np.stack([zero, zero])])
     mixture = sources.sum(axis=1)
-    for loss in ("l1_mag", "l1_mag+sisdr", "sisdr"):
+    for loss in ("l1_mag", "l1_mag+sisdr", "sisdr", "snr"):
         model = SeparationModel(TINY, TrainConfig(loss=loss)).build_for()
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
         logs = model.train_on_batch(mixture, sources, return_dict=True)
@@ -220,6 +220,19 @@ def test_si_sdr_perfect_scaled_and_noisy():
     pure_noise = si_sdr(ref, noise).numpy()
     assert np.all(pure_noise < -10), pure_noise
     assert np.all(si_sdr(ref, -ref).numpy() > 60)  # sign is a scale too
+
+
+def test_snr_punishes_the_wrong_level_where_si_sdr_does_not():
+    """A target estimate 20 dB too quiet: SI-SDR does not notice, SNR (and BSSEval's SDR) does."""
+    from vsep.model import si_sdr, snr
+
+    rng = np.random.default_rng(2)
+    ref = tf.constant(rng.normal(size=(1, 16000)).astype(np.float32))
+    good = ref + 0.1 * tf.constant(rng.normal(size=(1, 16000)).astype(np.float32))
+    assert float(snr(ref, good)[0]) == pytest.approx(20.0, abs=0.5)
+    assert float(si_sdr(ref, 0.1 * good)[0]) == pytest.approx(float(si_sdr(ref, good)[0]), abs=1e-3)
+    assert float(snr(ref, 0.1 * good)[0]) < 1.0
+    assert float(snr(ref, ref, max_db=30.0)[0]) == pytest.approx(30.0, abs=0.01)
 
 
 def test_capped_si_sdr_saturates_and_keeps_gradients_bounded():

@@ -261,6 +261,25 @@ def _one_line_error(capsys) -> str:
     return err[0]
 
 
+def test_init_from_starts_a_new_run_at_another_models_weights(trained, data_dir, tmp_path, capsys):
+    """Fine-tuning: ``--init-from`` loads the weights before the first step; another architecture exits 2."""
+    from vsep import train
+
+    start = model_io.load(str(trained)).get_weights()
+    model_dir = tmp_path / "ft"
+    argv = [*_train_argv(data_dir, model_dir, 1, 1), "--init-from", str(trained), "--loss", "snr",
+            "--learning-rate", "1e-9"]  # fmt: skip
+    assert train.main(argv) == 0
+    assert "starting from the weights of" in capsys.readouterr().out
+    tuned = model_io.load(str(model_dir)).get_weights()
+    # one step at a learning rate of 1e-9 leaves the weights where --init-from put them
+    # (batch-norm statistics move with the step's batch, so only the trainable kernels are compared)
+    kernels = [i for i, w in enumerate(start) if w.ndim == 4]
+    assert kernels and all(np.allclose(start[i], tuned[i], atol=1e-6) for i in kernels)
+    rc = train.main([*_train_argv(data_dir, tmp_path / "ft2", 1, 1), "--init-from", str(trained), "--filters", "2"])
+    assert rc == 2 and "model config differs" in _one_line_error(capsys)
+
+
 def test_data_of_another_sample_rate_exits_2(data_dir, tmp_path, capsys):
     from vsep import train
 

@@ -184,8 +184,9 @@ class TrainConfig:
     steps_per_epoch: int = opt(200, "training steps per epoch (the data repeats)")
     validation_steps: int = opt(20, "validation batches per epoch")
     learning_rate: float = opt(1e-3, "Adam learning rate")
-    loss: str = opt("sisdr", "loss: 'l1_mag' (Jansson), 'sisdr' (waveform, capped at 30 dB) or 'l1_mag+sisdr'",
-                    choices=("l1_mag", "sisdr", "l1_mag+sisdr"))
+    loss: str = opt("sisdr", "loss: 'l1_mag' (Jansson), 'sisdr' (waveform, scale-invariant), 'snr' (waveform, "
+                    "level-aware: what BSSEval's SDR rewards), 'l1_mag+sisdr' or 'l1_mag+snr'; waveform losses "
+                    "are capped at 30 dB", choices=("l1_mag", "sisdr", "snr", "l1_mag+sisdr", "l1_mag+snr"))
     remix_prob: float = opt(0.7, "probability of remixing a patch's target with another patch's interference")
     gain_db: tuple[float, float] = opt((-6.0, 6.0), "random gain applied to a whole patch, in dB")
     tir_db: tuple[float, float] = opt((-6.0, 6.0), "target-to-interference ratio range of remixed patches")

@@ -131,6 +131,18 @@ def si_sdr(reference, estimate, max_db: float | None = None):
     return 10.0 * tf.math.log(ratio) / tf.math.log(10.0)
 
 
+def snr(reference, estimate, max_db: float | None = None):
+    """Signal-to-noise ratio in dB over the last axis (not scale-invariant): ``[..., samples]`` -> ``[...]``.
+
+    Unlike :func:`si_sdr` it punishes an estimate at the wrong level, as
+    BSSEval's SDR does. ``max_db`` softly caps it like :func:`si_sdr`.
+    """
+    signal = tf.reduce_sum(reference**2, axis=-1)
+    floor = 0.0 if max_db is None else 10.0 ** (-max_db / 10.0) * signal
+    ratio = (signal + EPS) / (tf.reduce_sum((reference - estimate) ** 2, axis=-1) + floor + EPS)
+    return 10.0 * tf.math.log(ratio) / tf.math.log(10.0)
+
+
 class SeparationModel(keras.Model):
     """Waveform ``[batch, samples]`` -> separated waveforms ``[batch, 2, samples]``.
 
@@ -184,16 +196,17 @@ class SeparationModel(keras.Model):
             for k in range(2):
                 ref = magnitude(self.stft(sources[:, k]))
                 total += tf.reduce_mean(tf.abs(masks[..., k] * mag - ref))
-        if "sisdr" in loss_name or not training:
+        waveform_loss = {"sisdr": si_sdr, "snr": snr}.get(loss_name.split("+")[-1])
+        if waveform_loss is not None or not training:
             est = self.separate_spectra(spectrum, masks)
             length = tf.shape(mixture)[1]
             est_wave = tf.stack([self.istft(est[:, k], length=length) for k in range(2)], axis=1)
-        if "sisdr" in loss_name:
+        if waveform_loss is not None:
             # both sources; a source that is silent in the reference (target-only / other-only
             # patches) has no SI-SDR: its estimate's energy relative to the mixture is penalised
             energy = tf.reduce_sum(sources**2, axis=-1)
             valid = tf.cast(energy > 1e-6, tf.float32)
-            s = si_sdr(sources, est_wave, max_db=SISDR_CAP_DB)
+            s = waveform_loss(sources, est_wave, max_db=SISDR_CAP_DB)
             quiet = silence_penalty(est_wave, mixture[:, None, :])
             total += tf.reduce_mean(-s / 10.0 * valid + quiet * (1.0 - valid))
         return total, est_wave

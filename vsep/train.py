@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="prepared data set prefix (manifest.json); default: the one in the model's config")
     p.add_argument("--model-dir", required=True, help="where the model, checkpoints and logs go")
     p.add_argument("--config", help="JSON with 'model' and/or 'train' sections (e.g. a tuner's best trial)")
+    p.add_argument("--init-from", help="model directory whose weights start a new run (same architecture): fine-tuning")
     p.add_argument("--max-minutes", type=float, help="stop cleanly after this many minutes (resume later)")
     p.add_argument("--strategy", choices=distribute.STRATEGIES, default="default", help=distribute.HELP)
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
@@ -142,11 +143,20 @@ class TimeLimit:
         return _Limit()
 
 
+def init_weights(model, mcfg: ModelConfig, model_dir: str) -> None:
+    """Start from the weights of ``model_dir`` (fine-tuning); its architecture and STFT must be ``mcfg``'s."""
+    other, _, _ = model_io.read_config(model_dir)
+    if other != mcfg:
+        raise ValueError(f"--init-from {model_dir}: its model config differs from this run's")
+    model.set_weights(model_io.load(model_dir).get_weights())
+    print(f"train: starting from the weights of {model_dir}")
+
+
 def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     """Train (or resume) and return the last state."""
     strategy = distribute.strategy_from_flag(args.strategy)  # before any other TensorFlow call
     args.model_dir = distribute.task_model_dir(args.model_dir)  # non-chief workers: <model-dir>/workers/<task>
-    storage.preflight(args.model_dir, args.data, args.config)
+    storage.preflight(args.model_dir, args.data, args.config, args.init_from)
     mcfg, tcfg, data = resolve(args)
     from vsep.manifest import check_compatible, read_manifest
 
@@ -179,6 +189,8 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         model.optimizer.build(model.trainable_variables)
     state = TrainingState(args.model_dir, model, tcfg)
     initial_epoch = state.restore()
+    if args.init_from and not initial_epoch:  # a resumed run keeps its own weights
+        init_weights(model, mcfg, args.init_from)
     if state.state.get("stopped") or initial_epoch >= tcfg.epochs:
         print(f"train: already finished at epoch {initial_epoch} (best val_loss {state.state['best_val_loss']})")
         return state.state
