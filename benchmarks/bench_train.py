@@ -41,7 +41,7 @@ def main() -> int:
         next(it)
     pipe = args.batches * 4 * tcfg.batch_size / (time.perf_counter() - t0)
     rows = {"pipeline_examples_per_s": round(pipe, 1)}
-    for loss in ("l1_mag", "l1_mag+sisdr"):
+    for loss in ("l1_mag", "snr"):
         model = SeparationModel(mcfg, TrainConfig(loss=loss)).build_for()
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
         model.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)  # trace

@@ -28,7 +28,7 @@ from typing import Any
 
 from vsep.config import ModelConfig, TrainConfig, opt
 
-LOSSES = ("l1_mag", "sisdr", "l1_mag+sisdr")
+LOSSES = ("l1_mag", "sisdr", "snr", "l1_mag+sisdr", "l1_mag+snr")
 TUNERS = ("hyperband", "random", "bayesian")
 OBJECTIVES = {"val_si_sdri": "max", "val_loss": "min"}
 

@@ -184,7 +184,7 @@ class TrainConfig:
     steps_per_epoch: int = opt(200, "training steps per epoch (the data repeats)")
     validation_steps: int = opt(20, "validation batches per epoch")
     learning_rate: float = opt(1e-3, "Adam learning rate")
-    loss: str = opt("sisdr", "loss: 'l1_mag' (Jansson), 'sisdr' (waveform, scale-invariant), 'snr' (waveform, "
+    loss: str = opt("snr", "loss: 'l1_mag' (Jansson), 'sisdr' (waveform, scale-invariant), 'snr' (waveform, "
                     "level-aware: what BSSEval's SDR rewards), 'l1_mag+sisdr' or 'l1_mag+snr'; waveform losses "
                     "are capped at 30 dB", choices=("l1_mag", "sisdr", "snr", "l1_mag+sisdr", "l1_mag+snr"))
     remix_prob: float = opt(0.7, "probability of remixing a patch's target with another patch's interference")
