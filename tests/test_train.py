@@ -139,6 +139,7 @@ def test_train_writes_model_dir(trained):
     assert [h["epoch"] for h in hist] == [1, 2]
     assert [h["step"] for h in hist] == [3, 6]
     assert all(np.isfinite(h["loss"]) and np.isfinite(h["val_loss"]) for h in hist)
+    assert all(np.isfinite(h["val_si_sdri"]) and np.isfinite(h["val_snri"]) for h in hist)  # the learning curve
     state = json.loads((trained / "checkpoints" / "state.json").read_text())
     assert state["epoch"] == 2
     assert state["best_val_loss"] == pytest.approx(min(h["val_loss"] for h in hist), abs=1e-4)  # history rounds

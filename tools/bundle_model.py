@@ -35,10 +35,10 @@ def score_table(summary: dict, target: str) -> str:
 
 
 def curve(history: list[dict]) -> str:
-    rows = ["| epoch | step | train loss | val loss | val SI-SDR | val SI-SDRi |", "|---|---|---|---|---|---|"]
+    rows = ["| epoch | step | train loss | val loss | val SI-SDR | val SI-SDRi | val SNRi |", "|---|---|---|---|---|---|---|"]
     for h in history:
         rows.append(f"| {h['epoch']} | {h['step']} | {h.get('loss', '')} | {h.get('val_loss', '')} | "
-                    f"{h.get('val_si_sdr', '')} | {h.get('val_si_sdri', '')} |")
+                    f"{h.get('val_si_sdr', '')} | {h.get('val_si_sdri', '')} | {h.get('val_snri', '')} |")
     return "\n".join(rows)
 
 

@@ -38,7 +38,8 @@ TRIALS_JSON = "trials.json"
 TRIALS_MD = "trials.md"
 SPACE = "search_space.json"
 # table column -> keras metric name (the training loss value is "train_loss": "loss" is the loss function)
-METRICS = {"val_si_sdri": "val_si_sdri", "val_si_sdr": "val_si_sdr", "val_loss": "val_loss", "train_loss": "loss"}
+METRICS = {"val_si_sdri": "val_si_sdri", "val_snri": "val_snri", "val_si_sdr": "val_si_sdr", "val_loss": "val_loss",
+           "train_loss": "loss"}
 PARAMS = ("frame_length", "frame_step", "depth", "filters", "kernel_size", "dropout", "loss", "learning_rate")
 
 

@@ -30,7 +30,7 @@ from vsep.config import ModelConfig, TrainConfig, opt
 
 LOSSES = ("l1_mag", "sisdr", "snr", "l1_mag+sisdr", "l1_mag+snr")
 TUNERS = ("hyperband", "random", "bayesian")
-OBJECTIVES = {"val_si_sdri": "max", "val_loss": "min"}
+OBJECTIVES = {"val_si_sdri": "max", "val_snri": "max", "val_loss": "min"}
 
 
 class EmptySpaceError(ValueError):
@@ -66,6 +66,7 @@ class TuneConfig:
     objective: str = opt(
         "val_si_sdri",
         "what a trial is scored by: 'val_si_sdri' (validation SI-SDR improvement over the mixture, dB, "
+        "maximised), 'val_snri' (SNR improvement: also punishes a wrong output level, as BSSEval's SDR does; "
         "maximised) or 'val_loss' (minimised)",
         choices=tuple(OBJECTIVES),
     )

@@ -160,6 +160,7 @@ class SeparationModel(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.sisdr_tracker = keras.metrics.Mean(name="si_sdr")
         self.sisdri_tracker = keras.metrics.Mean(name="si_sdri")
+        self.snri_tracker = keras.metrics.Mean(name="snri")  # level-aware, like BSSEval's SDR
 
     # ---- forward
 
@@ -233,12 +234,14 @@ class SeparationModel(keras.Model):
         base = tf.boolean_mask(si_sdr(target, mixture), mixed)
         self.sisdr_tracker.update_state(sdr)
         self.sisdri_tracker.update_state(sdr - base)
+        gain = snr(target, est[:, 0]) - snr(target, mixture)
+        self.snri_tracker.update_state(tf.boolean_mask(gain, mixed))
         return {"loss": self.loss_tracker.result(), "si_sdr": self.sisdr_tracker.result(),
-                "si_sdri": self.sisdri_tracker.result()}
+                "si_sdri": self.sisdri_tracker.result(), "snri": self.snri_tracker.result()}
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.sisdr_tracker, self.sisdri_tracker]
+        return [self.loss_tracker, self.sisdr_tracker, self.sisdri_tracker, self.snri_tracker]
 
     def build_for(self, samples: int | None = None) -> SeparationModel:
         """Create the weights by running once on silence of ``samples`` samples."""
