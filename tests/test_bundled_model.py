@@ -14,6 +14,7 @@ import json
 import numpy as np
 
 from vsep import model_io
+from vsep.evaluate import si_sdr
 
 from realdata import DATA, needs_data
 
@@ -35,12 +36,6 @@ def test_bundled_model_loads_and_fits_the_package_limit():
 
 def _rms_normalised(x: np.ndarray) -> np.ndarray:
     return x / (np.sqrt(np.mean(x**2)) + 1e-9)
-
-
-def _si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
-    ref, est = ref - ref.mean(), est - est.mean()
-    proj = np.dot(ref, est) / (np.dot(ref, ref) + 1e-12) * ref
-    return float(10 * np.log10((np.sum(proj**2) + 1e-12) / (np.sum((est - proj) ** 2) + 1e-12)))
 
 
 def held_out_mixtures(splits: dict, rate: int, count: int = 8):
@@ -84,7 +79,7 @@ def held_out_improvements(model_dir: str | None, splits: dict) -> dict[str, list
     for kind, mixture, target in held_out_mixtures(splits, rate):
         est = sep.separate(mixture, rate)[sep.model.cfg.target]
         assert est.shape == mixture.shape and np.all(np.isfinite(est))
-        out.setdefault(kind, []).append(_si_sdr(target, est) - _si_sdr(target, mixture))
+        out.setdefault(kind, []).append(si_sdr(target, est) - si_sdr(target, mixture))
         out.setdefault(f"{kind}_snr", []).append(_snr(target, est) - _snr(target, mixture))
     return out
 

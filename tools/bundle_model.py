@@ -54,12 +54,10 @@ def held_out_sources(data: str) -> dict[str, dict[str, list[str]]]:
     manifest = json.loads(storage.read_text(storage.join(data, "manifest.json")))
     sources = {e.recording_id: e.source_uri for e in lake.read_index(manifest["lake"])}
 
-    def relative(uri: str) -> str:
+    def relative(uri: str) -> str:  # from the last speakers/, noise/ or rir/ folder on
         parts = uri.replace("\\", "/").split("/")
-        for anchor in ("speakers", "noise", "rir"):
-            if anchor in parts:
-                return "/".join(parts[len(parts) - 1 - parts[::-1].index(anchor):])
-        return uri
+        anchors = [i for i, p in enumerate(parts) if p in ("speakers", "noise", "rir")]
+        return "/".join(parts[anchors[-1]:]) if anchors else uri
 
     out: dict[str, dict[str, list[str]]] = {}
     for split, roles in manifest["splits"].items():

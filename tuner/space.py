@@ -26,9 +26,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from vsep.config import ModelConfig, TrainConfig, opt
+from vsep.config import LOSSES, ModelConfig, TrainConfig, opt
 
-LOSSES = ("l1_mag", "sisdr", "snr", "l1_mag+sisdr", "l1_mag+snr")
 TUNERS = ("hyperband", "random", "bayesian")
 OBJECTIVES = {"val_si_sdri": "max", "val_snri": "max", "val_loss": "min"}
 

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 CONFIG_VERSION = 1
+INPUT_NORMS = ("mean", "none")
+LOSSES = ("l1_mag", "sisdr", "snr", "l1_mag+sisdr", "l1_mag+snr")
 
 
 def opt(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - argparse's word
@@ -135,7 +137,7 @@ class ModelConfig:
         "mean",
         "U-Net input level: 'mean' divides each patch's magnitudes by their mean (level-invariant), "
         "'none' uses them as they are",
-        choices=("mean", "none"),
+        choices=INPUT_NORMS,
     )
 
     @property
@@ -169,8 +171,8 @@ class ModelConfig:
             raise ValueError(f"fft_length // 2 = {self.fft_length // 2} must be divisible by 2**depth = {2**self.depth}")
         if self.patch_frames < 2**self.depth:
             raise ValueError(f"patch_frames must be at least 2**depth = {2**self.depth}")
-        if self.input_norm not in ("mean", "none"):
-            raise ValueError("input_norm must be 'mean' or 'none'")
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)}")
         if self.patch_samples() < self.frame_step or self.patch_samples(self.chunk_frames) < self.frame_step:
             raise ValueError("patch_frames and chunk_frames must cover more than the STFT padding")
 
@@ -186,7 +188,7 @@ class TrainConfig:
     learning_rate: float = opt(1e-3, "Adam learning rate")
     loss: str = opt("snr", "loss: 'l1_mag' (Jansson), 'sisdr' (waveform, scale-invariant), 'snr' (waveform, "
                     "level-aware: what BSSEval's SDR rewards), 'l1_mag+sisdr' or 'l1_mag+snr'; waveform losses "
-                    "are capped at 30 dB", choices=("l1_mag", "sisdr", "snr", "l1_mag+sisdr", "l1_mag+snr"))
+                    "are capped at 30 dB", choices=LOSSES)
     remix_prob: float = opt(0.7, "probability of remixing a patch's target with another patch's interference")
     gain_db: tuple[float, float] = opt((-6.0, 6.0), "random gain applied to a whole patch, in dB")
     tir_db: tuple[float, float] = opt((-6.0, 6.0), "target-to-interference ratio range of remixed patches")

@@ -106,7 +106,17 @@ def silence_penalty(estimate, mixture):
     rewarded for suppressing it by up to 30 dB.
     """
     ratio = (tf.reduce_sum(estimate**2, axis=-1) + EPS) / (tf.reduce_sum(mixture**2, axis=-1) + EPS)
-    return tf.maximum(10.0 * tf.math.log(ratio + 1e-3) / tf.math.log(10.0), -30.0) / 10.0
+    return _db(ratio + 1e-3) / 10.0  # 1e-3: the -30 dB floor
+
+
+def _db(x):
+    return 10.0 * tf.math.log(x) / tf.math.log(10.0)
+
+
+def _capped_ratio_db(signal, error, max_db: float | None):
+    """``10 log10(signal / error)`` with ``10**(-max_db/10) * signal`` added to ``error`` (no cap if None)."""
+    floor = 0.0 if max_db is None else 10.0 ** (-max_db / 10.0) * signal
+    return _db((signal + EPS) / (error + floor + EPS))
 
 
 def si_sdr(reference, estimate, max_db: float | None = None):
@@ -125,10 +135,7 @@ def si_sdr(reference, estimate, max_db: float | None = None):
     energy = tf.reduce_sum(reference**2, axis=-1, keepdims=True) + EPS
     projection = dot / energy * reference
     noise = estimate - projection
-    signal = tf.reduce_sum(projection**2, axis=-1)
-    floor = 0.0 if max_db is None else 10.0 ** (-max_db / 10.0) * signal
-    ratio = (signal + EPS) / (tf.reduce_sum(noise**2, axis=-1) + floor + EPS)
-    return 10.0 * tf.math.log(ratio) / tf.math.log(10.0)
+    return _capped_ratio_db(tf.reduce_sum(projection**2, axis=-1), tf.reduce_sum(noise**2, axis=-1), max_db)
 
 
 def snr(reference, estimate, max_db: float | None = None):
@@ -137,10 +144,8 @@ def snr(reference, estimate, max_db: float | None = None):
     Unlike :func:`si_sdr` it punishes an estimate at the wrong level, as
     BSSEval's SDR does. ``max_db`` softly caps it like :func:`si_sdr`.
     """
-    signal = tf.reduce_sum(reference**2, axis=-1)
-    floor = 0.0 if max_db is None else 10.0 ** (-max_db / 10.0) * signal
-    ratio = (signal + EPS) / (tf.reduce_sum((reference - estimate) ** 2, axis=-1) + floor + EPS)
-    return 10.0 * tf.math.log(ratio) / tf.math.log(10.0)
+    error = tf.reduce_sum((reference - estimate) ** 2, axis=-1)
+    return _capped_ratio_db(tf.reduce_sum(reference**2, axis=-1), error, max_db)
 
 
 class SeparationModel(keras.Model):
