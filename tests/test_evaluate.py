@@ -166,6 +166,10 @@ def test_silent_reference_is_skipped_for_bsseval(model_dir, debates, tmp_path, c
     assert "museval" not in row
     assert set(row["methods"]["model"]) == {"rest"}  # no metric against a silent target
     assert np.isfinite(row["methods"]["model"]["rest"]["SI-SDR"])
+    # the mixture is a perfect 'rest' here: an "improvement" over it would be a meaningless -100 dB
+    assert "SI-SDRi" not in row["methods"]["model"]["rest"]
+    debate = json.loads((out / "examples" / "debate0.json").read_text())
+    assert "SI-SDRi" in debate["methods"]["model"]["rest"]
     assert summary["groups"]["all"]["model"][TARGET]["SDR"]["n"] == 1
     assert summary["groups"]["all"]["model"]["rest"]["SI-SDR"]["n"] == 2
 
@@ -250,3 +254,15 @@ def test_supervised_nmf_separates_what_its_bases_learned():
     masks = sep.masks(low + high)
     np.testing.assert_allclose(masks.sum(axis=0), 1.0, atol=1e-4)
     assert masks[0, 2:6].mean() > 0.9 and masks[1, 40:60].mean() > 0.9
+
+
+def test_markdown_says_when_a_group_has_no_target_to_score():
+    rows = [
+        {"id": "a", "kind": "speech", "tir_db": 1.0,
+         "methods": {"model": {"trump": {"SDR": 5.0, "SDRi": 4.0, "SI-SDR": 3.0}, "rest": {"SDR": 3.0}}}},
+        {"id": "b", "kind": "other", "tir_db": float("-inf"),
+         "methods": {"model": {"rest": {"SI-SDR": 20.0}}}},
+    ]
+    text = evaluate.markdown(evaluate.summarise(rows, ("trump", "rest")), "trump")
+    assert "### kind=other\n\n(the trump reference is silent in every example of this group)" in text
+    assert "| model | 5.00 | 4.00 |" in text  # the scored group keeps its table

@@ -126,6 +126,46 @@ def test_remix_keeps_sums_sets_ratio_and_never_clips(manifest):
     np.testing.assert_allclose(same[1].numpy(), sources.numpy(), atol=1e-6)
 
 
+def _band_db(x: np.ndarray, y: np.ndarray, bands: int = 32) -> np.ndarray:
+    """Per-row energy change in dB of ``y`` against ``x`` in equal-width frequency bands: [B, bands]."""
+    fx, fy = (np.abs(np.fft.rfft(a, axis=-1)) ** 2 for a in (x, y))
+    idx = np.array_split(np.arange(fx.shape[-1]), bands)
+    return np.stack([10 * np.log10(fy[:, i].sum(-1) / fx[:, i].sum(-1)) for i in idx], axis=-1)
+
+
+def test_channel_eq_filters_smoothly_within_its_range_and_low_passes():
+    from vsep.dataset import channel_eq
+
+    x = np.random.default_rng(0).standard_normal((16, 32000)).astype(np.float32) * 0.1
+    np.testing.assert_allclose(channel_eq(tf.constant(x), 0.0, 6.0, 1.0, seed=1).numpy(), x, atol=1e-6)
+    eq = _band_db(x, channel_eq(tf.constant(x), 1.0, 6.0, 0.0, seed=1).numpy())
+    # four cosines of amplitude 6, 3, 1.5, 0.75 dB: never beyond 11.25 dB, and every row changed
+    assert np.all(np.abs(eq) < 11.5) and np.all(np.ptp(eq, axis=1) > 1.0)
+    assert np.all(np.abs(np.diff(eq, axis=1)) < 4.0)  # smooth: no band jumps like a notch
+    lp = _band_db(x, channel_eq(tf.constant(x), 1.0, 6.0, 1.0, seed=1).numpy())
+    assert np.all(lp[:, -1] < -30)  # the top band is always above the cutoff (at most 95% of Nyquist)
+    assert np.all(lp[:, 0] > -12)  # the lowest band always passes
+    assert np.all(np.mean(lp < -30, axis=1) <= 0.66)  # cutoffs are at least 35% of Nyquist
+
+
+def test_remix_with_channels_keeps_sums_and_filters_sources_independently(manifest):
+    from vsep.dataset import make_dataset, remix
+
+    ds = make_dataset(manifest["files"]["train"], TINY, TrainConfig(), training=False, batch_size=8)
+    mixture, sources = next(iter(ds))
+    tcfg = TrainConfig(remix_prob=0.0, gain_db=(0.0, 0.0), eq_prob=1.0, lowpass_prob=0.0)
+    m, s = (x.numpy() for x in remix(mixture, sources, tcfg, seed=3))
+    np.testing.assert_allclose(m, s.sum(axis=1), atol=1e-6)
+    assert np.max(np.abs(m)) <= 0.99 + 1e-6
+    src = sources.numpy()
+    live = [i for i in range(len(m)) if min(np.sum(src[i, 0] ** 2), np.sum(src[i, 1] ** 2)) > 1e-3]
+    assert live
+    t = _band_db(src[live, 0] + 1e-4, s[live, 0] + 1e-4, 8)
+    r = _band_db(src[live, 1] + 1e-4, s[live, 1] + 1e-4, 8)
+    assert np.all(np.ptp(t, axis=1) > 0.5) and np.all(np.ptp(r, axis=1) > 0.5)  # both filtered
+    assert np.all(np.max(np.abs(t - r), axis=1) > 0.5)  # each through its own channel
+
+
 # ---------------------------------------------------------------- vsep train
 
 

@@ -192,6 +192,10 @@ class TrainConfig:
     remix_prob: float = opt(0.7, "probability of remixing a patch's target with another patch's interference")
     gain_db: tuple[float, float] = opt((-6.0, 6.0), "random gain applied to a whole patch, in dB")
     tir_db: tuple[float, float] = opt((-6.0, 6.0), "target-to-interference ratio range of remixed patches")
+    eq_prob: float = opt(0.0, "probability that a patch's target, and separately its interference, pass "
+                         "through a random recording channel (smooth EQ, optional low-pass)")
+    eq_db: float = opt(6.0, "largest gain of the random channel's main EQ component, in dB")
+    lowpass_prob: float = opt(0.25, "probability that a random channel also low-passes (35-95%% of Nyquist)")
     shuffle_buffer: int = opt(256, "examples in the shuffle buffer")
     patience: int = opt(8, "epochs without validation improvement before early stopping")
     seed: int = opt(0, "seed of shuffling, crops and augmentation")

@@ -49,13 +49,58 @@ def _db(x):
     return tf.pow(10.0, x / 20.0)
 
 
+def _seed(seed: int | None, offset: int) -> int | None:
+    return None if seed is None else seed + offset
+
+
+def channel_gain(batch, bins, prob: float, max_db: float, lowpass_prob: float, seed: int | None = None):
+    """Random recording channels: one real gain curve per row, ``[batch, bins]`` over 0..Nyquist.
+
+    With probability ``prob`` a row's gain in dB is a sum of four cosines over
+    log frequency (amplitudes up to ``max_db``, halving with each order: tilts,
+    bumps and dips like microphones, rooms and loudspeakers), and with
+    probability ``lowpass_prob`` on top a low-pass at a cutoff between 35% and
+    95% of Nyquist (telephone, low-bitrate codecs); other rows are all ones.
+    """
+    u = tf.linspace(0.0, 1.0, bins)  # frequency / Nyquist
+    logf = tf.math.log1p(63.0 * u) / tf.math.log(64.0)  # 0..1, roughly octaves above 125 Hz
+    order = tf.range(1, 5, dtype=tf.float32)
+    amp = tf.random.uniform([batch, 4], -max_db, max_db, seed=_seed(seed, 10)) / 2.0 ** (order - 1)
+    phase = tf.random.uniform([batch, 4], 0.0, 2.0 * 3.14159265, seed=_seed(seed, 11))
+    gain_db = tf.reduce_sum(amp[:, :, None] * tf.cos(3.14159265 * order[None, :, None] * logf + phase[:, :, None]), 1)
+    cutoff = tf.random.uniform([batch, 1], 0.35, 0.95, seed=_seed(seed, 12))
+    lowpass = tf.random.uniform([batch, 1], seed=_seed(seed, 13)) < lowpass_prob
+    gain_db -= tf.where(lowpass, 60.0 * tf.sigmoid((u - cutoff) / 0.01), 0.0)
+    use = tf.random.uniform([batch, 1], seed=_seed(seed, 14)) < prob
+    return tf.where(use, tf.pow(10.0, gain_db / 20.0), 1.0)
+
+
+def apply_gain(x, gain):
+    """Zero-phase filtering of ``x [B, n]`` by gain curves ``[B, n // 2 + 1]`` in one FFT per row.
+
+    The smooth curves of :func:`channel_gain` have impulse responses of a few
+    ms, so the circular wrap of the FFT is negligible.
+    """
+    spec = tf.signal.rfft(x)
+    return tf.signal.irfft(spec * tf.complex(gain, 0.0), fft_length=[tf.shape(x)[1]])
+
+
+def channel_eq(x, prob: float, max_db: float, lowpass_prob: float, seed: int | None = None):
+    """Each row of ``x [B, n]`` through its own random channel (:func:`channel_gain`) -> ``[B, n]``."""
+    gain = channel_gain(tf.shape(x)[0], tf.shape(x)[1] // 2 + 1, prob, max_db, lowpass_prob, seed)
+    return apply_gain(x, gain)
+
+
 def remix(mixture, sources, tcfg: TrainConfig, seed: int | None = None):
-    """Batch augmentation: new interference for some targets, random gain, no clipping.
+    """Batch augmentation: new interference for some targets, random channels and gain, no clipping.
 
     With probability ``remix_prob`` an example's interference is replaced by
     the next example's (rolled along the batch), scaled to a target-to-
-    interference ratio drawn from ``tir_db``. Then the whole example is scaled
-    by a gain drawn from ``gain_db`` and, if its peak exceeds 1, scaled down.
+    interference ratio drawn from ``tir_db``. Target and interference then
+    each pass through their own random channel (:func:`channel_eq`, with
+    probability ``eq_prob``), so that the model separates by voice, not by
+    recording. Then the whole example is scaled by a gain drawn from
+    ``gain_db`` and, if its peak exceeds 1, scaled down.
     ``mixture [B, n]``, ``sources [B, 2, n]`` -> the same shapes.
     """
     target, rest = sources[:, 0], sources[:, 1]
@@ -66,9 +111,12 @@ def remix(mixture, sources, tcfg: TrainConfig, seed: int | None = None):
     tir = tf.random.uniform([batch], tcfg.tir_db[0], tcfg.tir_db[1], seed=seed)
     scale = tf.sqrt(e_t / (e_o * tf.pow(10.0, tir / 10.0) + 1e-12))
     scale = tf.where((e_t > 1e-6) & (e_o > 1e-6), scale, tf.ones_like(scale))
-    use = tf.random.uniform([batch], seed=None if seed is None else seed + 1) < tcfg.remix_prob
+    use = tf.random.uniform([batch], seed=_seed(seed, 1)) < tcfg.remix_prob
     rest = tf.where(use[:, None], other * scale[:, None], rest)
-    gain = _db(tf.random.uniform([batch, 1], tcfg.gain_db[0], tcfg.gain_db[1], seed=None if seed is None else seed + 2))
+    if tcfg.eq_prob > 0:
+        target = channel_eq(target, tcfg.eq_prob, tcfg.eq_db, tcfg.lowpass_prob, seed=_seed(seed, 20))
+        rest = channel_eq(rest, tcfg.eq_prob, tcfg.eq_db, tcfg.lowpass_prob, seed=_seed(seed, 40))
+    gain = _db(tf.random.uniform([batch, 1], tcfg.gain_db[0], tcfg.gain_db[1], seed=_seed(seed, 2)))
     target, rest = target * gain, rest * gain
     mixture = target + rest
     peak = tf.reduce_max(tf.abs(mixture), axis=-1, keepdims=True)

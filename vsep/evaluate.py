@@ -209,7 +209,7 @@ def score(ex: dict[str, Any], estimates: dict[str, np.ndarray], rate: int, names
         result["methods"][method] = per_source
         if frames is not None:
             result.setdefault("museval", {})[method] = museval_json(frames, names)
-    base = result["methods"].get("mixture", {})
+    base = result["methods"].get("mixture", {}) if usable else {}  # no improvement over a perfect mixture
     for per_source in result["methods"].values():
         for name, m in per_source.items():
             for metric in ("SDR", "SI-SDR"):
@@ -275,6 +275,9 @@ def markdown(summary: dict[str, Any], target: str) -> str:
     cols = ("SDR", "SDRi", "SI-SDR", "SI-SDRi", "SIR", "SAR", "ISR")
     lines = []
     for group, methods in summary.items():
+        if not any(per_source.get(target, {}).get("SI-SDR", {}).get("n") for per_source in methods.values()):
+            lines += [f"### {group}", "", f"(the {target} reference is silent in every example of this group)", ""]
+            continue
         lines += [f"### {group}", "", "| method | " + " | ".join(cols) + " | n |", "|---" * (len(cols) + 2) + "|"]
         for method, per_source in methods.items():
             m = per_source.get(target, {})
