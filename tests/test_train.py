@@ -166,6 +166,30 @@ def test_remix_with_channels_keeps_sums_and_filters_sources_independently(manife
     assert np.all(np.max(np.abs(t - r), axis=1) > 0.5)  # each through its own channel
 
 
+def test_impostor_interference_is_another_target_with_a_shifted_voice():
+    from vsep.dataset import remix, shift_voice
+
+    rate, n = 16000, 32000
+    t = np.arange(n) / rate
+    freqs = np.array([150.0, 190.0, 230.0, 270.0, 310.0, 350.0])
+    tone = np.sin(2 * np.pi * freqs[:, None] * t).astype(np.float32) * 0.3
+    shifted = shift_voice(tf.constant(tone[:2]), tf.constant([1.15, 1 / 1.15])).numpy()
+    peak = np.fft.rfftfreq(n, 1 / rate)[np.argmax(np.abs(np.fft.rfft(shifted)), axis=-1)]
+    np.testing.assert_allclose(peak, [150 * 1.15, 190 / 1.15], atol=1.0)
+    noise = np.random.default_rng(0).standard_normal(tone.shape).astype(np.float32) * 0.05
+    sources = tf.constant(np.stack([tone, noise], axis=1))
+    tcfg = TrainConfig(remix_prob=1.0, impostor_prob=1.0, impostor_shift=(0.1, 0.2), tir_db=(0.0, 0.0),
+                       gain_db=(0.0, 0.0))
+    m, s = (x.numpy() for x in remix(tf.reduce_sum(sources, 1), sources, tcfg, seed=5))
+    np.testing.assert_allclose(m, s.sum(axis=1), atol=1e-5)
+    np.testing.assert_allclose(s[:, 0], tone, atol=1e-6)  # the target is untouched
+    rest_peak = np.fft.rfftfreq(n, 1 / rate)[np.argmax(np.abs(np.fft.rfft(s[:, 1])), axis=-1)]
+    ratio = rest_peak / np.roll(freqs, 2)  # the target two places back, resampled
+    assert np.all(((ratio > 1.09) & (ratio < 1.21)) | ((ratio > 1 / 1.21) & (ratio < 1 / 1.09))), ratio
+    tir = 10 * np.log10(np.sum(s[:, 0] ** 2, -1) / np.sum(s[:, 1] ** 2, -1))
+    np.testing.assert_allclose(tir, 0.0, atol=0.05)
+
+
 # ---------------------------------------------------------------- vsep train
 
 

@@ -196,6 +196,10 @@ class TrainConfig:
                          "through a random recording channel (smooth EQ, optional low-pass)")
     eq_db: float = opt(6.0, "largest gain of the random channel's main EQ component, in dB")
     lowpass_prob: float = opt(0.25, "probability that a random channel also low-passes (35-95%% of Nyquist)")
+    impostor_prob: float = opt(0.0, "probability that a remixed patch's interference is another patch's target "
+                               "with its voice shifted (pitch and formants): a sound-alike that must count as rest")
+    impostor_shift: tuple[float, float] = opt((0.1, 0.2), "range of the impostor's voice shift (0.1: 10%% "
+                                              "higher or lower)")
     shuffle_buffer: int = opt(256, "examples in the shuffle buffer")
     patience: int = opt(8, "epochs without validation improvement before early stopping")
     seed: int = opt(0, "seed of shuffling, crops and augmentation")

@@ -91,21 +91,48 @@ def channel_eq(x, prob: float, max_db: float, lowpass_prob: float, seed: int | N
     return apply_gain(x, gain)
 
 
+def shift_voice(x, factor):
+    """Resample each row of ``x [B, n]`` by ``factor [B]`` and play it at the same rate -> ``[B, n]``.
+
+    Pitch and formants move by ``factor`` together (a shorter or longer vocal
+    tract: another voice, close to the original); ``factor > 1`` reads past
+    the row's end and wraps around. Linear interpolation.
+    """
+    n = tf.shape(x)[1]
+    pos = tf.cast(tf.range(n), tf.float32)[None, :] * factor[:, None]  # [B, n]
+    pos = tf.math.floormod(pos, tf.cast(n, tf.float32))
+    lo = tf.cast(tf.floor(pos), tf.int32)
+    hi = tf.math.floormod(lo + 1, n)
+    frac = pos - tf.floor(pos)
+    return tf.gather(x, lo, batch_dims=1) * (1.0 - frac) + tf.gather(x, hi, batch_dims=1) * frac
+
+
 def remix(mixture, sources, tcfg: TrainConfig, seed: int | None = None):
     """Batch augmentation: new interference for some targets, random channels and gain, no clipping.
 
     With probability ``remix_prob`` an example's interference is replaced by
-    the next example's (rolled along the batch), scaled to a target-to-
-    interference ratio drawn from ``tir_db``. Target and interference then
-    each pass through their own random channel (:func:`channel_eq`, with
-    probability ``eq_prob``), so that the model separates by voice, not by
-    recording. Then the whole example is scaled by a gain drawn from
-    ``gain_db`` and, if its peak exceeds 1, scaled down.
+    the next example's (rolled along the batch) or, with probability
+    ``impostor_prob`` of those, by another example's target with its voice
+    shifted (:func:`shift_voice`, by ``1 + s`` or ``1 / (1 + s)`` with ``s``
+    in ``impostor_shift``), so that a voice like the target's counts as
+    "rest"; it is scaled to a target-to-interference ratio drawn from
+    ``tir_db``. Target and interference then each pass through their own
+    random channel (:func:`channel_eq`, with probability ``eq_prob``), so that
+    the model separates by voice, not by recording. Then the whole example is
+    scaled by a gain drawn from ``gain_db`` and, if its peak exceeds 1, scaled
+    down.
     ``mixture [B, n]``, ``sources [B, 2, n]`` -> the same shapes.
     """
     target, rest = sources[:, 0], sources[:, 1]
     batch = tf.shape(target)[0]
     other = tf.roll(rest, shift=1, axis=0)
+    if tcfg.impostor_prob > 0:  # another patch's target with a shifted voice, as interference
+        lo, hi = tcfg.impostor_shift
+        size = tf.random.uniform([batch], lo, hi, seed=_seed(seed, 5))
+        up = tf.random.uniform([batch], seed=_seed(seed, 6)) < 0.5
+        impostor = shift_voice(tf.roll(target, shift=2, axis=0), tf.where(up, 1.0 + size, 1.0 / (1.0 + size)))
+        pick = tf.random.uniform([batch], seed=_seed(seed, 7)) < tcfg.impostor_prob
+        other = tf.where(pick[:, None], impostor, other)
     e_t = tf.reduce_sum(target**2, axis=-1)
     e_o = tf.reduce_sum(other**2, axis=-1)
     tir = tf.random.uniform([batch], tcfg.tir_db[0], tcfg.tir_db[1], seed=seed)
