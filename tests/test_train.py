@@ -190,6 +190,22 @@ def test_impostor_interference_is_another_target_with_a_shifted_voice():
     np.testing.assert_allclose(tir, 0.0, atol=0.05)
 
 
+def test_shifted_interference_is_the_next_patch_with_a_new_voice():
+    from vsep.dataset import remix
+
+    rate, n = 16000, 32000
+    freqs = np.array([150.0, 190.0, 230.0, 270.0, 310.0, 350.0])
+    tone = np.sin(2 * np.pi * freqs[:, None] * np.arange(n) / rate).astype(np.float32) * 0.3
+    target = np.random.default_rng(1).standard_normal(tone.shape).astype(np.float32) * 0.05
+    sources = tf.constant(np.stack([target, tone], axis=1))
+    tcfg = TrainConfig(remix_prob=1.0, other_shift_prob=1.0, other_shift=0.15, gain_db=(0.0, 0.0))
+    m, s = (x.numpy() for x in remix(tf.reduce_sum(sources, 1), sources, tcfg, seed=2))
+    np.testing.assert_allclose(s[:, 0], target, atol=1e-6)
+    peak = np.fft.rfftfreq(n, 1 / rate)[np.argmax(np.abs(np.fft.rfft(s[:, 1])), axis=-1)]
+    ratio = peak / np.roll(freqs, 1)
+    assert np.all((ratio > 1 / 1.16) & (ratio < 1.16)) and np.any(np.abs(ratio - 1) > 0.01), ratio
+
+
 # ---------------------------------------------------------------- vsep train
 
 

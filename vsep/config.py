@@ -196,6 +196,9 @@ class TrainConfig:
                          "through a random recording channel (smooth EQ, optional low-pass)")
     eq_db: float = opt(6.0, "largest gain of the random channel's main EQ component, in dB")
     lowpass_prob: float = opt(0.25, "probability that a random channel also low-passes (35-95%% of Nyquist)")
+    other_shift_prob: float = opt(0.0, "probability that a remixed patch's interference is resampled (voices "
+                                  "shifted in pitch and formants): more other speakers than the data set has")
+    other_shift: float = opt(0.15, "largest shift of a resampled interference (0.15: up to 15%% higher or lower)")
     impostor_prob: float = opt(0.0, "probability that a remixed patch's interference is another patch's target "
                                "with its voice shifted (pitch and formants): a sound-alike that must count as rest")
     impostor_shift: tuple[float, float] = opt((0.1, 0.2), "range of the impostor's voice shift (0.1: 10%% "

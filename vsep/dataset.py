@@ -107,11 +107,20 @@ def shift_voice(x, factor):
     return tf.gather(x, lo, batch_dims=1) * (1.0 - frac) + tf.gather(x, hi, batch_dims=1) * frac
 
 
+def _shift_factor(batch, lo: float, hi: float, seed: int | None):
+    """Resampling factors ``[batch]``: ``1 + s`` or ``1 / (1 + s)`` (equally likely), ``s`` uniform in [lo, hi]."""
+    size = tf.random.uniform([batch], lo, hi, seed=seed)
+    up = tf.random.uniform([batch], seed=_seed(seed, 1)) < 0.5
+    return tf.where(up, 1.0 + size, 1.0 / (1.0 + size))
+
+
 def remix(mixture, sources, tcfg: TrainConfig, seed: int | None = None):
     """Batch augmentation: new interference for some targets, random channels and gain, no clipping.
 
     With probability ``remix_prob`` an example's interference is replaced by
-    the next example's (rolled along the batch) or, with probability
+    the next example's (rolled along the batch; with probability
+    ``other_shift_prob`` resampled by up to ``other_shift`` up or down, a new
+    voice from each other speaker) or, with probability
     ``impostor_prob`` of those, by another example's target with its voice
     shifted (:func:`shift_voice`, by ``1 + s`` or ``1 / (1 + s)`` with ``s``
     in ``impostor_shift``), so that a voice like the target's counts as
@@ -126,11 +135,13 @@ def remix(mixture, sources, tcfg: TrainConfig, seed: int | None = None):
     target, rest = sources[:, 0], sources[:, 1]
     batch = tf.shape(target)[0]
     other = tf.roll(rest, shift=1, axis=0)
+    if tcfg.other_shift_prob > 0:  # new voices (and noises) from the ones the data set has
+        shifted = shift_voice(other, _shift_factor(batch, 0.0, tcfg.other_shift, _seed(seed, 3)))
+        pick = tf.random.uniform([batch], seed=_seed(seed, 8)) < tcfg.other_shift_prob
+        other = tf.where(pick[:, None], shifted, other)
     if tcfg.impostor_prob > 0:  # another patch's target with a shifted voice, as interference
-        lo, hi = tcfg.impostor_shift
-        size = tf.random.uniform([batch], lo, hi, seed=_seed(seed, 5))
-        up = tf.random.uniform([batch], seed=_seed(seed, 6)) < 0.5
-        impostor = shift_voice(tf.roll(target, shift=2, axis=0), tf.where(up, 1.0 + size, 1.0 / (1.0 + size)))
+        impostor = shift_voice(tf.roll(target, shift=2, axis=0), _shift_factor(batch, *tcfg.impostor_shift,
+                                                                              _seed(seed, 5)))
         pick = tf.random.uniform([batch], seed=_seed(seed, 7)) < tcfg.impostor_prob
         other = tf.where(pick[:, None], impostor, other)
     e_t = tf.reduce_sum(target**2, axis=-1)
