@@ -23,14 +23,16 @@ LIMIT_MB = 25
 
 
 def score_table(summary: dict, target: str) -> str:
-    rows = ["| condition | method | SDRi | SI-SDRi | SDR | SIR | SAR | n |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| condition | method | SDRi | SI-SDRi | SDR | SIR | SAR | n (BSSEval / SI-SDR) |",
+            "|---|---|---|---|---|---|---|---|"]
     for group, methods in summary["groups"].items():
         for method in ("model", "mixture", "oracle_irm", "oracle_ibm", "nmf"):
             m = methods.get(method, {}).get(target)
             if not m:
                 continue
             cells = " | ".join(f"{m[k]['median']:.2f}" if k in m else "" for k in ("SDRi", "SI-SDRi", "SDR", "SIR", "SAR"))
-            rows.append(f"| {group} | {method} | {cells} | {m.get('SI-SDR', {}).get('n', 0)} |")
+            counts = f"{m.get('SDR', {}).get('n', 0)} / {m.get('SI-SDR', {}).get('n', 0)}"
+            rows.append(f"| {group} | {method} | {cells} | {counts} |")
     return "\n".join(rows)
 
 
@@ -72,6 +74,7 @@ def main() -> int:
     p.add_argument("--model", required=True)
     p.add_argument("--eval", required=True, help="vsep evaluate output dir (test split)")
     p.add_argument("--notes", default="", help="extra text for the card")
+    p.add_argument("--card-only", action="store_true", help="rewrite MODEL_CARD.md only (weights already bundled)")
     args = p.parse_args()
     model, ev = Path(args.model), Path(args.eval)
     doc = json.loads((model / "config.json").read_text())
@@ -81,8 +84,9 @@ def main() -> int:
     # training saves the optimizer's moments with the weights; the bundle keeps the model's alone
     from vsep import model_io
 
-    model_io.load(str(model)).save_weights(str(DEST / "model.weights.h5"))
     weights = DEST / "model.weights.h5"
+    if not args.card_only:
+        model_io.load(str(model)).save_weights(str(weights))
     size_mb = weights.stat().st_size / 1e6
     if size_mb > LIMIT_MB:
         weights.unlink()
@@ -102,7 +106,9 @@ What: a U-Net soft-mask separator (vsep {doc.get('vsep_version')}) that splits a
 - U-Net: depth {mcfg['depth']}, base filters {mcfg['filters']}, kernel {mcfg['kernel_size']}, dropout {mcfg['dropout']};
   weights {size_mb:.1f} MB
 - Loss: {tcfg['loss']}; batch {tcfg['batch_size']}, learning rate {tcfg['learning_rate']},
-  remix probability {tcfg['remix_prob']}, TIR {tcfg['tir_db']} dB, gain {tcfg['gain_db']} dB
+  remix probability {tcfg['remix_prob']}, TIR {tcfg['tir_db']} dB, gain {tcfg['gain_db']} dB; random channels
+  {tcfg.get('eq_prob', 0.0)}, interference voice shifts {tcfg.get('other_shift_prob', 0.0)}, impostors
+  {tcfg.get('impostor_prob', 0.0)} (probabilities)
 - Trained for {history[-1]['epoch'] if history else 0} epochs of {tcfg['steps_per_epoch']} steps on CPU (2 cores).
 - Data: `{doc.get('data')}`, prepared from `../shared/data` with `vsep prepare` (target speech split by recording,
   other speakers by speaker, noise by recording; mixtures with other speakers, noise/babble, both, target only,
@@ -113,7 +119,8 @@ What: a U-Net soft-mask separator (vsep {doc.get('vsep_version')}) that splits a
 
 {summary['examples']} test mixtures ({summary['audio_s']} s) from recordings and speakers the model never saw in
 training. Medians, target source, dB. `mixture` is the unprocessed input; `oracle_*` are ideal masks at the
-model's STFT (the ceiling of masking).
+model's STFT (the ceiling of masking). BSSEval metrics (SDR, SIR, SAR and SDRi) need both sources present;
+SI-SDR also counts the target-only mixtures.
 
 {score_table(summary, target)}
 
