@@ -60,23 +60,13 @@ def held_out_mixtures(splits: dict, rate: int, count: int = 8):
         for kind, pool in others.items():
             if kind == "impostor":  # another held-out recording of the target, its voice 15% higher or lower
                 other = clip(pool[(i + 1) % len(pool)], n + n // 4)
-                other = None if other is None else _shift_voice(other, 15.0 if i % 2 else -13.0)[:n]
+                other = None if other is None else audio.shift_voice(other, 15.0 if i % 2 else -13.0)[:n]
             else:
                 other = clip(pool[(7 * i + 3) % len(pool)], n)
             if other is not None:
                 mixture = target + other
                 scale = 0.5 / np.max(np.abs(mixture))
                 yield kind, mixture * scale, target * scale
-
-
-def _shift_voice(x: np.ndarray, percent: float) -> np.ndarray:
-    """Resampled so that pitch and formants move by ``percent`` (a sound-alike voice); shorter if higher."""
-    from fractions import Fraction
-
-    from scipy.signal import resample_poly
-
-    ratio = Fraction(1 / (1 + percent / 100)).limit_denominator(200)
-    return resample_poly(x, ratio.numerator, ratio.denominator).astype(np.float32)
 
 
 def _snr(ref: np.ndarray, est: np.ndarray) -> float:

@@ -139,3 +139,13 @@ def test_cli_help_is_fast_and_lists_commands():
     assert "tensorflow" not in out.stderr and "apache_beam" not in out.stderr  # no heavy imports
     bad = subprocess.run([sys.executable, "-m", "vsep", "nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_shift_voice_moves_pitch_and_shortens_a_higher_voice():
+    rate = 16000
+    tone = np.sin(2 * np.pi * 200.0 * np.arange(2 * rate) / rate).astype(np.float32)
+    for percent in (15.0, -13.0):
+        y = audio.shift_voice(tone, percent)
+        assert abs(len(y) - len(tone) / (1 + percent / 100)) <= 2
+        peak = np.fft.rfftfreq(len(y), 1 / rate)[np.argmax(np.abs(np.fft.rfft(y)))]
+        assert abs(peak - 200.0 * (1 + percent / 100)) < 1.0, (percent, peak)

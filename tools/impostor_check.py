@@ -8,11 +8,11 @@ are both present is remixed at a target-to-interference ratio drawn from
 - ``ordinary``: its own interference (other speakers, noise);
 - ``target, unshifted``: the target of another example (two windows of the
   target speaker: ambiguous by construction, a floor);
-- ``target, shifted X%``: that other target resampled by a polyphase filter
-  so that pitch and formants move by X% (a sound-alike voice: a proxy for
+- ``target, shifted X%``: that other target resampled (soxr,
+  :func:`vsep.audio.shift_voice`) so that pitch and formants move by X% (a sound-alike voice: a proxy for
   impersonators, which the data set has none of).
 Prints the median and mean target SNR improvement (dB) per condition. The
-resampler is scipy's, not the linear interpolation that training's
+resampler is not the linear interpolation that training's
 ``--impostor-prob`` uses, so a model cannot pass by spotting its artefacts.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from fractions import Fraction
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,19 +34,16 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
     import tensorflow as tf
-    from scipy.signal import resample_poly
 
-    from vsep import model_io, schema
-    from vsep.manifest import read_manifest
+    from vsep import audio, model_io
+    from vsep.evaluate import examples_from_dataset
 
     model = model_io.load(args.model)
-    manifest = read_manifest(args.data)
-    files = manifest["files"][args.split]
-    compression = "GZIP" if files[0].endswith(".gz") else ""
-    length = model.cfg.patch_samples()
+    cfg = model.cfg
+    length = cfg.patch_samples()
     targets, rests = [], []
-    for ex in tf.data.TFRecordDataset(files, compression_type=compression).map(schema.parse):
-        t, r = ex["target"].numpy()[:length], (ex["other"] + ex["noise"]).numpy()[:length]
+    for ex in examples_from_dataset(args.data, cfg.target, cfg.sample_rate, None, split=args.split):
+        t, r = ex["refs"][0][:length], ex["refs"][1][:length]
         if len(t) == length and np.sum(t**2) > 1e-3 and np.sum(r**2) > 1e-3:
             targets.append(t)
             rests.append(r)
@@ -63,9 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         return 10 * np.log10(np.sum(ref**2, -1) / (np.sum((ref - est) ** 2, -1) + 1e-12))
 
     def shifted(x: np.ndarray, percent: float) -> np.ndarray:
-        ratio = Fraction(1 / (1 + percent / 100)).limit_denominator(200)  # fewer samples: higher voice
-        y = resample_poly(x, ratio.numerator, ratio.denominator)
-        return np.tile(y, -(-len(x) // len(y)))[: len(x)]
+        y = audio.shift_voice(x, percent)
+        return np.tile(y, -(-len(x) // len(y)))[: len(x)]  # a higher voice is shorter: loop it
 
     def improvement(interference: np.ndarray) -> np.ndarray:
         scale = np.sqrt(np.sum(target**2, -1) / np.sum(interference**2, -1) / 10 ** (tir / 10))

@@ -65,13 +65,21 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
     return audio.mean(axis=1, dtype=np.float32)
 
 
-def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+def resample(x: np.ndarray, rate_in: float, rate_out: float) -> np.ndarray:
     """Resample ``[samples]`` or ``[samples, channels]`` with soxr (high quality)."""
     if rate_in == rate_out:
         return x.astype(np.float32, copy=False)
     import soxr
 
     return soxr.resample(x, rate_in, rate_out, quality="HQ").astype(np.float32, copy=False)
+
+
+def shift_voice(x: np.ndarray, percent: float) -> np.ndarray:
+    """``[samples]`` resampled so that, played at the same rate, pitch and formants move by ``percent``.
+
+    A sound-alike voice (a shorter or longer vocal tract); a higher voice is shorter.
+    """
+    return resample(x, 1.0 + percent / 100.0, 1.0)
 
 
 def trim_silence(x: np.ndarray, rate: int, top_db: float = 45.0, frame_s: float = 0.02) -> np.ndarray:

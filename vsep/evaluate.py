@@ -40,8 +40,10 @@ SILENT = 1e-8
 # ------------------------------------------------------------ examples
 
 
-def examples_from_dataset(prefix: str, target: str, rate: int, limit: int | None) -> Iterator[dict[str, Any]]:
-    """Test-split examples of a prepared set: ``mixture [n]``, ``refs [2, n]``, id and condition."""
+def examples_from_dataset(
+    prefix: str, target: str, rate: int, limit: int | None, split: str = "test"
+) -> Iterator[dict[str, Any]]:
+    """Examples of one split of a prepared set: ``mixture [n]``, ``refs [2, n]``, id and condition."""
     import tensorflow as tf
 
     from vsep import schema
@@ -51,9 +53,9 @@ def examples_from_dataset(prefix: str, target: str, rate: int, limit: int | None
     data_rate = manifest["config"]["sample_rate"]
     if data_rate != rate:
         raise ValueError(f"data sample rate {data_rate} Hz differs from the model's {rate} Hz")
-    files = manifest["files"].get("test", [])
-    if not files or manifest["counts"].get("test", 0) == 0:
-        raise ValueError(f"{prefix}: the test split is empty")
+    files = manifest["files"].get(split, [])
+    if not files or manifest["counts"].get(split, 0) == 0:
+        raise ValueError(f"{prefix}: the {split} split is empty")
     compression = "GZIP" if files[0].endswith(".gz") else ""
     ds = tf.data.TFRecordDataset(files, compression_type=compression).map(schema.parse)
     for i, ex in enumerate(ds):
