@@ -134,6 +134,39 @@ def test_wiener_outputs_sum_to_the_input_across_chunk_seams(fns):
     assert np.max(np.abs(plain(tf.constant(x)).numpy().sum(axis=0) - x)) > 1e-4
 
 
+def test_shift_offsets_spread_over_a_hop_and_off_the_frame_grid():
+    from vsep import inference
+
+    assert inference.shift_offsets(TINY, 1) == [0]
+    for shifts in (2, 3, 5):
+        offsets = inference.shift_offsets(TINY, shifts)
+        assert offsets[0] == 0 and len(set(offsets)) == shifts and max(offsets) < H
+        assert all(o % TINY.frame_step for o in offsets[1:])  # every pass sees other STFT frames
+    with pytest.raises(ValueError, match="shifts"):
+        inference.shift_offsets(TINY, 0)
+
+
+@pytest.mark.parametrize("n", [50, SEG8 + 1, 3 * SEG8 + 123])
+def test_shifts_average_offset_passes_and_stream_like_the_whole_input(model_dir, fns, n):
+    """``shifts=3`` is the mean of three single passes over the input delayed by each offset
+    (computed here by hand), and streaming it still equals the whole-input result."""
+    from vsep import inference
+
+    model = model_io.load(str(model_dir))
+    shifted = inference.build_separate_fn(model, shifts=3)
+    plain, _ = fns
+    x = _noise(n, seed=n + 1)
+    whole = shifted(tf.constant(x)).numpy()
+    by_hand = np.mean([plain(tf.constant(np.pad(x, (o, 0)))).numpy()[:, o:]
+                       for o in inference.shift_offsets(TINY, 3)], axis=0)
+    np.testing.assert_allclose(whole, by_hand, rtol=0, atol=1e-5)
+    assert np.max(np.abs(whole - plain(tf.constant(x)).numpy())) > 1e-4  # the passes really differ
+    streamed = np.concatenate(list(inference.stream(_odd_blocks(x), shifted, TINY, segment_chunks=1)), axis=1)
+    np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-5)
+    wiener = inference.build_separate_fn(model, wiener=True, shifts=3)
+    np.testing.assert_allclose(wiener(tf.constant(x)).numpy().sum(axis=0), x, rtol=0, atol=1e-5)
+
+
 # ---------------------------------------------------------------- vsep separate
 
 
@@ -255,6 +288,15 @@ def test_separate_silence_square_wave_and_tiny_files(model_dir, fns, tmp_path, c
                 assert np.max(np.abs(y)) < 1e-6
 
 
+def test_separate_bad_shifts_exits_2(model_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = separate.main(["--model", str(model_dir), "-o", str(out), "--no-progress", "--shifts", "0", "x.wav"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0] == "vsep separate: error: shifts must be >= 1, got 0", err
+    assert not out.exists()
+
+
 def test_separate_missing_model_dir_exits_2(tmp_path, capsys):
     out = tmp_path / "out"
     rc = separate.main(["--model", str(tmp_path / "nowhere"), "-o", str(out), "--no-progress", "x.wav"])
@@ -300,11 +342,15 @@ print(json.dumps({
 
 
 @needs_data
-def test_export_serves_without_vsep_and_matches_separate(model_dir, fns, tmp_path, capsys):
+def test_export_serves_without_vsep_and_matches_separate(model_dir, tmp_path, capsys):
+    """Exported with ``--shifts 2``: the served graph must match ``vsep separate --shifts 2``."""
+    from vsep import inference
+
     export_dir = tmp_path / "export"
-    assert export.main(["--model", str(model_dir), "--output", str(export_dir)]) == 0
+    assert export.main(["--model", str(model_dir), "--output", str(export_dir), "--shifts", "2"]) == 0
     capsys.readouterr()
     doc = json.loads((export_dir / "assets" / "config.json").read_text())
+    assert doc.pop("separate") == {"wiener": False, "shifts": 2}
     assert doc == json.loads((model_dir / "config.json").read_text())
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
@@ -317,10 +363,10 @@ def test_export_serves_without_vsep_and_matches_separate(model_dir, fns, tmp_pat
     served = np.stack([np.load(tmp_path / "target.npy"), np.load(tmp_path / "rest.npy")])
     x, _ = _mono(FLAC_16K)
     assert served.shape == (2, len(x)) and np.all(np.isfinite(served))
-    plain, _ = fns
-    np.testing.assert_allclose(served, plain(tf.constant(x)).numpy(), rtol=0, atol=1e-5)
-    # and what `vsep separate` wrote for the same file (16-bit WAVs)
-    rc, _, err = _run_separate(capsys, tmp_path / "out", [FLAC_16K], model=model_dir)
+    shifted = inference.build_separate_fn(model_io.load(str(model_dir)), shifts=2)
+    np.testing.assert_allclose(served, shifted(tf.constant(x)).numpy(), rtol=0, atol=1e-5)
+    # and what `vsep separate --shifts 2` wrote for the same file (16-bit WAVs)
+    rc, _, err = _run_separate(capsys, tmp_path / "out", [FLAC_16K], "--shifts", "2", model=model_dir)
     assert rc == 0, err
     t, r = _check_outputs(tmp_path / "out", FLAC_16K)
     np.testing.assert_allclose(t, served[0], rtol=0, atol=2 * LSB)
@@ -388,3 +434,10 @@ def test_inputs_sharing_a_stem_get_their_own_folders():
 
     assert folder_names(["x/a.mp3", "y/a.wav", "b.flac"]) == ["a_mp3", "a_wav", "b"]
     assert folder_names(["a.mp3"]) == ["a"]
+
+
+def test_api_rejects_bad_shifts(model_dir):
+    import vsep
+
+    with pytest.raises(ValueError, match="shifts must be >= 1"):
+        vsep.Separator(str(model_dir), shifts=0)

@@ -15,13 +15,17 @@ import numpy as np
 class Separator:
     """Separate the model's target speaker from everything else in a waveform."""
 
-    def __init__(self, model_dir: str | None = None, wiener: bool = False) -> None:
+    def __init__(self, model_dir: str | None = None, wiener: bool = False, shifts: int = 1) -> None:
+        """``wiener`` and ``shifts`` as in ``vsep separate`` (:class:`vsep.config.SeparateConfig`)."""
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from vsep import inference, model_io
+        from vsep.config import SeparateConfig
 
+        scfg = SeparateConfig(wiener=wiener, shifts=shifts)
+        scfg.validate()
         self.model = model_io.load(model_dir)
         self.cfg = self.model.cfg
-        self._separate = inference.build_separate_fn(self.model, wiener=wiener)
+        self._separate = inference.build_separate_fn(self.model, wiener=scfg.wiener, shifts=scfg.shifts)
 
     @property
     def target(self) -> str:

@@ -208,6 +208,19 @@ class TrainConfig:
     seed: int = opt(0, "seed of shuffling, crops and augmentation")
 
 
+@dataclass(frozen=True)
+class SeparateConfig:
+    """How a trained model is applied (``vsep separate``, ``evaluate``, ``export``, the API)."""
+
+    wiener: bool = opt(False, "ratio-normalised (Wiener-style) masks: target + rest = the input")
+    shifts: int = opt(1, "average this many passes offset by a fraction of a chunk hop and off the STFT frame "
+                      "grid (test-time shift averaging): each costs one more forward pass")
+
+    def validate(self) -> None:
+        if self.shifts < 1:
+            raise ValueError(f"shifts must be >= 1, got {self.shifts}")
+
+
 # ---------------------------------------------------------------- JSON
 
 

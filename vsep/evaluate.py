@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from vsep import config
+
 METRICS = ("SDR", "SIR", "SAR", "ISR")
 SILENT = 1e-8
 
@@ -298,11 +300,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from vsep import inference, model_io, storage
 
+    scfg = config.from_namespace(config.SeparateConfig, args)
+    scfg.validate()
     storage.preflight(args.output_dir, args.model, args.data, args.folder, args.nmf_data)
     model = model_io.load(args.model)
     cfg = model.cfg
     names = (cfg.target, "rest")
-    separate = inference.build_separate_fn(model)
+    separate = inference.build_separate_fn(model, **config.to_dict(scfg))
     oracle = oracle_masks(model)
     nmf_data = args.nmf_data or args.data or model_io.read_config(str(args.model or model_io.BUNDLED))[2].get("data")
     nmf = None if args.no_nmf else nmf_method(model, nmf_data, args.output_dir)
@@ -335,6 +339,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("no examples to evaluate")
     summary = {
         "model": str(args.model or model_io.BUNDLED),
+        "separate": config.to_dict(scfg),
         "target": cfg.target,
         "sample_rate": cfg.sample_rate,
         "examples": len(rows),
@@ -391,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: --data, else the model's training data)")
     p.add_argument("--no-nmf", action="store_true", help="skip the supervised NMF baseline")
     p.add_argument("--no-progress", action="store_true")
+    config.add_arguments(p, config.SeparateConfig)
     return p
 
 

@@ -1,13 +1,14 @@
 """``vsep export``: a SavedModel for serving, STFT and inverse STFT inside the graph.
 
-    vsep export [--model DIR] --output EXPORT_DIR
+    vsep export [--model DIR] [--shifts N] [--wiener] --output EXPORT_DIR
 
 Signature ``serving_default``: ``waveform`` float32 ``[samples]``, mono at the
 model's sample rate -> ``target`` and ``rest`` float32 ``[samples]``. It runs
 the same chunking and overlap-add as ``vsep separate`` (:mod:`vsep.inference`),
 so any length works. Load it with ``tf.saved_model.load`` alone; the model's
 ``config.json`` is copied into ``assets/`` and the rate is also a constant
-(``sample_rate``) and a signature (``info``).
+(``sample_rate``) and a signature (``info``). ``--shifts`` and ``--wiener``
+are baked into the graph and recorded in that ``config.json`` under ``separate``.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ import os
 import sys
 from collections.abc import Sequence
 
+from vsep.config import SeparateConfig, add_arguments, from_namespace, to_dict
 
-def build_module(model):
-    """A ``tf.Module`` wrapping the model with the serving functions."""
+
+def build_module(model, scfg: SeparateConfig | None = None):
+    """A ``tf.Module`` wrapping the model with the serving functions (``scfg``: how it separates)."""
     import tensorflow as tf
 
     from vsep.inference import build_separate_fn
 
-    separate = build_separate_fn(model)
+    separate = build_separate_fn(model, **to_dict(scfg or SeparateConfig()))
 
     class VsepServing(tf.Module):
         def __init__(self) -> None:
@@ -45,16 +48,19 @@ def build_module(model):
     return VsepServing()
 
 
-def export(model_dir: str | None, output: str) -> str:
+def export(model_dir: str | None, output: str, scfg: SeparateConfig | None = None) -> str:
     """Write the SavedModel of ``model_dir`` (default: bundled) to ``output``; returns ``output``."""
     import tensorflow as tf
 
     from vsep import model_io, storage
 
+    scfg = scfg or SeparateConfig()
+    scfg.validate()
     model = model_io.load(model_dir)
-    module = build_module(model)
+    module = build_module(model, scfg)
     tf.saved_model.save(module, output, signatures={"serving_default": module.serve, "info": module.info})
     _, _, doc = model_io.read_config(str(model_dir or model_io.BUNDLED))
+    doc = {**doc, "separate": to_dict(scfg)}
     storage.write_text(storage.join(output, "assets", "config.json"), json.dumps(doc, indent=2, sort_keys=True))
     return output
 
@@ -63,15 +69,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="vsep export", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="model directory (default: the bundled model)")
     p.add_argument("--output", "-o", required=True, help="SavedModel directory to write (local or gs://)")
+    add_arguments(p, SeparateConfig)
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from vsep.model_io import ModelDirError
     from vsep.storage import StorageError, preflight
 
     try:
+        scfg = from_namespace(SeparateConfig, args)
+        scfg.validate()
         preflight(args.output, args.model)
-        print(export(args.model, args.output))
-    except (ModelDirError, StorageError) as e:
+        print(export(args.model, args.output, scfg))
+    except (ValueError, ModelDirError, StorageError) as e:
         print(f"vsep export: error: {e}", file=sys.stderr)
         return 2
     return 0

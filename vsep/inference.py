@@ -5,7 +5,9 @@ samples. :func:`build_separate_fn` cuts a waveform into chunks every ``H``
 samples (``H = 3L/4``, on a grid anchored at the start of the waveform), runs
 the model on them in batches and overlap-adds the outputs with triangular
 weights (normalised by the summed weights). It is a ``tf.function`` used by
-``vsep separate``, the Python API and the exported SavedModel alike.
+``vsep separate``, the Python API and the exported SavedModel alike. With
+``shifts > 1`` it averages that many passes whose chunk grid and STFT frames
+are offset by a fraction of a hop (test-time shift averaging, as in Demucs).
 
 :func:`stream` runs that function over an arbitrarily long input in segments
 with enough context (aligned to the chunk grid) that the result is the same as
@@ -35,14 +37,28 @@ def ola_weights(length: int) -> np.ndarray:
     return (np.minimum(i + 1, length - i) / (length / 2)).astype(np.float32)
 
 
-def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False) -> Callable:
-    """A ``tf.function``: waveform ``[samples]`` at the model's rate -> ``[2, samples]``."""
+def shift_offsets(cfg: ModelConfig, shifts: int) -> list[int]:
+    """Left offsets in samples of the ``shifts`` passes: spread over one chunk hop, and
+    (for ``shifts > 1``) off the STFT frame grid so that every pass sees other frames."""
+    if shifts < 1:
+        raise ValueError(f"shifts must be >= 1, got {shifts}")
+    _, hop = chunk_geometry(cfg)
+    step = cfg.frame_step
+    # k/shifts of a chunk hop (on the frame grid) plus k/shifts of a frame hop (off it)
+    return [(k * hop) // shifts // step * step + (k * step) // shifts for k in range(shifts)]
+
+
+def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts: int = 1) -> Callable:
+    """A ``tf.function``: waveform ``[samples]`` at the model's rate -> ``[2, samples]``.
+
+    ``shifts`` passes (see :func:`shift_offsets`) are averaged; 1 is a single pass.
+    """
     cfg: ModelConfig = model.cfg
     length, hop = chunk_geometry(cfg)
     weights = tf.constant(ola_weights(length))
+    offsets = shift_offsets(cfg, shifts)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)], reduce_retracing=True)
-    def separate(waveform):
+    def one_pass(waveform):
         n = tf.shape(waveform)[0]
         chunks_needed = tf.maximum(1, 1 + (n - length + hop - 1) // hop)
         total = (chunks_needed - 1) * hop + length
@@ -59,6 +75,14 @@ def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False) -> Cal
         summed = tf.signal.overlap_and_add(weighted, hop)
         norm = tf.signal.overlap_and_add(tf.tile(weights[None], [count, 1]), hop)
         return (summed / norm)[:, :n]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)], reduce_retracing=True)
+    def separate(waveform):
+        n = tf.shape(waveform)[0]
+        total = tf.zeros([2, n])
+        for offset in offsets:  # a Python loop: one pass each in the graph
+            total += one_pass(tf.pad(waveform, [[offset, 0]]))[:, offset:]
+        return total / len(offsets)
 
     return separate
 

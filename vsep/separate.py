@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vsep import config
+
 BLOCK_S = 10.0  # seconds of input read at a time
 
 
@@ -223,8 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE", help="recordings to separate")
     p.add_argument("--model", help="model directory (default: the bundled model)")
     p.add_argument("--output-dir", "-o", required=True, help="where <stem>/<target>.wav and <stem>/rest.wav go")
-    p.add_argument("--wiener", action="store_true", help="ratio-normalised (Wiener-style) masks")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    config.add_arguments(p, config.SeparateConfig)
     return p
 
 
@@ -235,12 +237,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vsep.audio import AudioError
 
     try:
+        scfg = config.from_namespace(config.SeparateConfig, args)
+        scfg.validate()
         storage.preflight(args.output_dir, args.model, *args.files)
         model = model_io.load(args.model)
-    except (model_io.ModelDirError, storage.StorageError) as e:
+    except (ValueError, model_io.ModelDirError, storage.StorageError) as e:
         print(f"vsep separate: error: {e}", file=sys.stderr)
         return 2
-    separate_fn = inference.build_separate_fn(model, wiener=args.wiener)
+    separate_fn = inference.build_separate_fn(model, **config.to_dict(scfg))
     failed = 0
     for path, name in zip(args.files, folder_names(args.files)):
         try:
