@@ -215,6 +215,24 @@ def test_evaluate_test_split_of_prepared_data(model_dir, prepared, tmp_path, cap
     assert summary["timing"]["metrics_s_per_audio_minute"] > 0
 
 
+def test_evaluate_val_split_with_separate_settings(model_dir, prepared, tmp_path, capsys):
+    """``--split val`` scores the validation examples (for choosing settings such as
+    ``--shifts`` without touching test); the settings are recorded in the summary."""
+    data, manifest = prepared
+    assert manifest["counts"]["val"] > 0
+    out = tmp_path / "report"
+    rc, err = _evaluate(capsys, out, "--data", str(data), "--split", "val", "--no-nmf", "--shifts", "2",
+                        "--wiener", model=model_dir)
+    assert rc == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["split"] == "val" and summary["separate"] == {"wiener": True, "shifts": 2}
+    val_ids = {ex["id"] for ex in evaluate.examples_from_dataset(str(data), TARGET, RATE, None, "val")}
+    test_ids = {ex["id"] for ex in evaluate.examples_from_dataset(str(data), TARGET, RATE, None, "test")}
+    scored = {json.loads(p.read_text())["id"] for p in (out / "examples").iterdir()}
+    assert scored == val_ids and not scored & test_ids
+    assert summary["examples"] == manifest["counts"]["val"]
+
+
 def test_data_of_another_sample_rate_exits_2(prepared, tmp_path, capsys):
     data, _ = prepared
     model_8k = _model_dir(tmp_path / "m8k", dataclasses.replace(TINY, sample_rate=8000))

@@ -1,6 +1,7 @@
 """``vsep evaluate``: BSSEval v4 and SI-SDR of a model against baselines, on the same examples.
 
     vsep evaluate [--model DIR] --data PREFIX --output-dir OUT     # the test split of a prepared set
+    vsep evaluate --data PREFIX --split val --shifts 2 -o OUT        # choose inference settings on val
     vsep evaluate [--model DIR] --folder DIR --output-dir OUT      # DIR/<name>/mixture.wav + <target>.wav, rest.wav
 
 Methods, on the same examples: the model; the unprocessed mixture; the oracle
@@ -313,7 +314,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.folder:
         examples = examples_from_folder(args.folder, cfg.target, cfg.sample_rate)
     else:
-        examples = examples_from_dataset(args.data, cfg.target, cfg.sample_rate, args.limit)
+        examples = examples_from_dataset(args.data, cfg.target, cfg.sample_rate, args.limit, args.split)
     out = args.output_dir
     rows, timing = [], defaultdict(float)
     audio: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -339,6 +340,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("no examples to evaluate")
     summary = {
         "model": str(args.model or model_io.BUNDLED),
+        "split": None if args.folder else args.split,
         "separate": config.to_dict(scfg),
         "target": cfg.target,
         "sample_rate": cfg.sample_rate,
@@ -388,9 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vsep evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="model directory (default: the bundled model)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", help="prepared data set prefix: its test split is evaluated")
+    src.add_argument("--data", help="prepared data set prefix: its --split is evaluated")
     src.add_argument("--folder", help="folder of <name>/mixture.wav with <target>.wav and rest.wav")
     p.add_argument("--output-dir", "-o", required=True, help="where the report goes")
+    p.add_argument("--split", default="test", choices=("test", "val"),
+                   help="split of --data (default: test; choose inference settings on val, report test)")
     p.add_argument("--limit", type=int, help="evaluate at most this many examples")
     p.add_argument("--nmf-data", help="prepared data set whose train split teaches the NMF baseline "
                    "(default: --data, else the model's training data)")
