@@ -134,6 +134,22 @@ def test_wiener_outputs_sum_to_the_input_across_chunk_seams(fns):
     assert np.max(np.abs(plain(tf.constant(x)).numpy().sum(axis=0) - x)) > 1e-4
 
 
+@pytest.mark.parametrize("n", [0, 1, 5, 40])
+def test_mirror_extend_fills_with_the_mirror_image(n):
+    from vsep import inference
+
+    x = np.arange(1, n + 1, dtype=np.float32)
+    y = inference.mirror_extend(tf.constant(x), 7, 100).numpy()
+    assert y.shape == (7 + n + 100,)
+    if n == 0:
+        assert not np.any(y)
+        return
+    np.testing.assert_array_equal(y[7 : 7 + n], x)  # the input itself, in place
+    cycle = np.concatenate([x, x[::-1]])
+    np.testing.assert_array_equal(y, cycle[np.arange(-7, n + 100) % (2 * n)])
+    assert np.all(y > 0)  # never digital silence around real audio
+
+
 def test_shift_offsets_spread_over_a_hop_and_off_the_frame_grid():
     from vsep import inference
 
@@ -149,7 +165,8 @@ def test_shift_offsets_spread_over_a_hop_and_off_the_frame_grid():
 @pytest.mark.parametrize("n", [50, SEG8 + 1, 3 * SEG8 + 123])
 def test_shifts_average_offset_passes_and_stream_like_the_whole_input(model_dir, fns, n):
     """``shifts=3`` is the mean of three single passes over the input delayed by each offset
-    (computed here by hand), and streaming it still equals the whole-input result."""
+    (computed here by hand where the mirror padding is shorter than the input), and
+    streaming it still equals the whole-input result."""
     from vsep import inference
 
     model = model_io.load(str(model_dir))
@@ -157,9 +174,11 @@ def test_shifts_average_offset_passes_and_stream_like_the_whole_input(model_dir,
     plain, _ = fns
     x = _noise(n, seed=n + 1)
     whole = shifted(tf.constant(x)).numpy()
-    by_hand = np.mean([plain(tf.constant(np.pad(x, (o, 0)))).numpy()[:, o:]
-                       for o in inference.shift_offsets(TINY, 3)], axis=0)
-    np.testing.assert_allclose(whole, by_hand, rtol=0, atol=1e-5)
+    assert whole.shape == (2, n) and np.all(np.isfinite(whole))
+    if n > L:
+        delayed = [inference.mirror_extend(tf.constant(x), o, 0) for o in inference.shift_offsets(TINY, 3)]
+        by_hand = np.mean([plain(d).numpy()[:, len(d) - n :] for d in delayed], axis=0)
+        np.testing.assert_allclose(whole, by_hand, rtol=0, atol=1e-5)
     assert np.max(np.abs(whole - plain(tf.constant(x)).numpy())) > 1e-4  # the passes really differ
     streamed = np.concatenate(list(inference.stream(_odd_blocks(x), shifted, TINY, segment_chunks=1)), axis=1)
     np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-5)

@@ -1,4 +1,4 @@
-"""A debate-like crosstalk recording built from held-out (test split) lake clips.
+"""A debate-like crosstalk recording built from held-out (test split, or val) lake clips.
 
 Turns alternate between the target and other speakers; turns overlap (talking
 over each other) and a noise bed (crowd, applause, babble) runs underneath.
@@ -24,17 +24,19 @@ def build(
     rate: int = 16000,
     seed: int = 0,
     noise_db: float = -12.0,
+    split: str = "test",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(mixture, target, rest)`` float32 ``[samples]`` from test-split recordings.
+    """``(mixture, target, rest)`` float32 ``[samples]`` from one split's recordings.
 
-    ``splits`` is the ``splits`` section of a prepared data set's manifest.
+    ``splits`` is the ``splits`` section of a prepared data set's manifest;
+    ``split`` is ``test`` for reporting, ``val`` for choosing settings.
     """
-    test = splits.get("test", {})
+    test = splits.get(split, {})
     entries = {e.recording_id: e for e in lake.read_index(lake_root)}
     pick = lambda key: [entries[r] for r in test.get(key, []) if r in entries]  # noqa: E731
     targets, others, noises = pick("target_recordings"), pick("speech_recordings"), pick("noise_recordings")
     if not targets or not others:
-        raise ValueError("the test split needs target and other-speaker recordings for a crosstalk")
+        raise ValueError(f"the {split} split needs target and other-speaker recordings for a crosstalk")
     rng = mixing.rng_for(seed, "crosstalk")
     meter = mixing.Loudness(rate)
     cfg = PrepareConfig(sample_rate=rate)

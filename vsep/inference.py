@@ -4,7 +4,8 @@ The model only ever sees fixed-size chunks of ``L = cfg.patch_samples(cfg.chunk_
 samples. :func:`build_separate_fn` cuts a waveform into chunks every ``H``
 samples (``H = 3L/4``, on a grid anchored at the start of the waveform), runs
 the model on them in batches and overlap-adds the outputs with triangular
-weights (normalised by the summed weights). It is a ``tf.function`` used by
+weights (normalised by the summed weights). Past the ends of the input the
+chunks are filled with its mirror image, not silence (:func:`mirror_extend`). It is a ``tf.function`` used by
 ``vsep separate``, the Python API and the exported SavedModel alike. With
 ``shifts > 1`` it averages that many passes whose chunk grid and STFT frames
 are offset by a fraction of a hop (test-time shift averaging, as in Demucs).
@@ -37,6 +38,21 @@ def ola_weights(length: int) -> np.ndarray:
     return (np.minimum(i + 1, length - i) / (length / 2)).astype(np.float32)
 
 
+def mirror_extend(x, before, after):
+    """``x`` ``[n]`` extended by ``before`` and ``after`` samples of its mirror image
+    (``x``, reversed ``x``, ``x``, ... as often as needed) -> ``[before + n + after]``.
+
+    Chunks at the edges of an input, and inputs shorter than a chunk, are filled
+    with real audio rather than digital silence, which the model never saw in
+    training and which skews its level normalisation. The padded part of the
+    output is discarded. An empty ``x`` is extended with zeros.
+    """
+    n = tf.shape(x)[0]
+    cycle = tf.concat([x, tf.reverse(x, [0]), tf.zeros([tf.maximum(0, 1 - n)])], 0)  # [2n], [1] if n == 0
+    index = tf.math.floormod(tf.range(-before, n + after), tf.shape(cycle)[0])
+    return tf.gather(cycle, index)
+
+
 def shift_offsets(cfg: ModelConfig, shifts: int) -> list[int]:
     """Left offsets in samples of the ``shifts`` passes: spread over one chunk hop, and
     (for ``shifts > 1``) off the STFT frame grid so that every pass sees other frames."""
@@ -58,11 +74,12 @@ def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts
     weights = tf.constant(ola_weights(length))
     offsets = shift_offsets(cfg, shifts)
 
-    def one_pass(waveform):
+    def one_pass(waveform, offset: int):
+        """One pass whose chunk grid starts ``offset`` samples before the waveform."""
         n = tf.shape(waveform)[0]
-        chunks_needed = tf.maximum(1, 1 + (n - length + hop - 1) // hop)
+        chunks_needed = tf.maximum(1, 1 + (n + offset - length + hop - 1) // hop)
         total = (chunks_needed - 1) * hop + length
-        padded = tf.pad(waveform, [[0, total - n]])
+        padded = mirror_extend(waveform, offset, total - n - offset)
         chunks = tf.signal.frame(padded, length, hop)  # [C, L]
         count = tf.shape(chunks)[0]
         outputs = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
@@ -74,14 +91,13 @@ def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts
         weighted = tf.transpose(per_chunk, [1, 0, 2]) * weights  # [2, C, L]
         summed = tf.signal.overlap_and_add(weighted, hop)
         norm = tf.signal.overlap_and_add(tf.tile(weights[None], [count, 1]), hop)
-        return (summed / norm)[:, :n]
+        return (summed / norm)[:, offset : offset + n]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)], reduce_retracing=True)
     def separate(waveform):
-        n = tf.shape(waveform)[0]
-        total = tf.zeros([2, n])
+        total = tf.zeros([2, tf.shape(waveform)[0]])
         for offset in offsets:  # a Python loop: one pass each in the graph
-            total += one_pass(tf.pad(waveform, [[offset, 0]]))[:, offset:]
+            total += one_pass(waveform, offset)
         return total / len(offsets)
 
     return separate
