@@ -55,8 +55,12 @@ def main() -> int:
     p.add_argument("--model", help="model directory (default: bundled)")
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--hour-minutes", type=float, default=60.0, help="length of the memory test input (0: skip)")
-    p.add_argument("--shifts", type=int, default=1, help="test-time shift averaging passes (as vsep separate)")
+    p.add_argument("--shifts", type=int, help="test-time shift averaging passes (default: vsep separate's)")
     args = p.parse_args()
+    if args.shifts is None:
+        from vsep.config import SeparateConfig
+
+        args.shifts = SeparateConfig().shifts
     import tensorflow as tf
 
     from vsep import inference, model_io

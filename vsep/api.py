@@ -11,15 +11,20 @@ import os
 
 import numpy as np
 
+from vsep.config import SeparateConfig
+
+_DEFAULTS = SeparateConfig()
+
 
 class Separator:
     """Separate the model's target speaker from everything else in a waveform."""
 
-    def __init__(self, model_dir: str | None = None, wiener: bool = False, shifts: int = 1) -> None:
+    def __init__(
+        self, model_dir: str | None = None, wiener: bool = _DEFAULTS.wiener, shifts: int = _DEFAULTS.shifts
+    ) -> None:
         """``wiener`` and ``shifts`` as in ``vsep separate`` (:class:`vsep.config.SeparateConfig`)."""
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from vsep import inference, model_io
-        from vsep.config import SeparateConfig
 
         scfg = SeparateConfig(wiener=wiener, shifts=shifts)
         scfg.validate()

@@ -213,8 +213,8 @@ class SeparateConfig:
     """How a trained model is applied (``vsep separate``, ``evaluate``, ``export``, the API)."""
 
     wiener: bool = opt(False, "ratio-normalised (Wiener-style) masks: target + rest = the input")
-    shifts: int = opt(1, "average this many passes offset by a fraction of a chunk hop and off the STFT frame "
-                      "grid (test-time shift averaging): each costs one more forward pass")
+    shifts: int = opt(2, "average this many passes offset by a fraction of a chunk hop and off the STFT frame "
+                      "grid (test-time shift averaging; 1: a single pass): each costs one more forward pass")
 
     def validate(self) -> None:
         if self.shifts < 1:
