@@ -36,6 +36,16 @@ def score_table(summary: dict, target: str) -> str:
     return "\n".join(rows)
 
 
+def settings(summary: dict) -> str:
+    """How the scored separation ran (``vsep evaluate``'s ``separate`` settings), as a sentence."""
+    sep = summary.get("separate")
+    if not sep:
+        return ""
+    masks = "ratio-normalised (Wiener-style)" if sep["wiener"] else "plain"
+    passes = "one pass" if sep["shifts"] == 1 else f"{sep['shifts']} shift-averaged passes"
+    return f" Separated with {passes} and {masks} masks (`--shifts`, `--wiener`)."
+
+
 def curve(history: list[dict]) -> str:
     rows = ["| epoch | step | train loss | val loss | val SI-SDR | val SI-SDRi | val SNRi |", "|---|---|---|---|---|---|---|"]
     for h in history:
@@ -120,7 +130,7 @@ What: a U-Net soft-mask separator (vsep {doc.get('vsep_version')}) that splits a
 {summary['examples']} test mixtures ({summary['audio_s']} s) from recordings and speakers the model never saw in
 training. Medians, target source, dB. `mixture` is the unprocessed input; `oracle_*` are ideal masks at the
 model's STFT (the ceiling of masking). BSSEval metrics (SDR, SIR, SAR and SDRi) need both sources present;
-SI-SDR also counts the target-only mixtures.
+SI-SDR also counts the target-only mixtures.{settings(summary)}
 
 {score_table(summary, target)}
 
