@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -43,7 +44,7 @@ def collect_args(data: Path | None, lake: str) -> list[str]:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vsep demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", default="runs/demo", help="where the lake, data set and outputs go")
     p.add_argument("--data", help="folder with speakers/, noise/, rir/ (default: $VSEP_DATA or ../shared/data)")
@@ -53,7 +54,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=60, help="steps per epoch of the short training run")
     p.add_argument("--eval-examples", type=int, default=40, help="test examples to evaluate")
     p.add_argument("--crosstalk-s", type=float, default=60.0, help="length of the crosstalk recording")
-    args = p.parse_args(argv)
+    p.add_argument("--split-fractions", type=float, nargs=3, metavar="X",
+                   default=PrepareConfig().split_fractions,
+                   help="train/val/test fractions of the recordings (a small corpus needs larger val and test)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from vsep.storage import StorageError
+
+    try:
+        return run(args)
+    except StageFailed as e:  # the stage has said why
+        print(f"vsep demo: error: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, StorageError) as e:  # collect's and prepare's expected failures
+        print(f"vsep demo: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """collect -> prepare -> train -> evaluate -> crosstalk -> separate -> evaluate; prints the outputs."""
 
     from beam_jobs import collect, prepare
 
@@ -66,38 +88,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     t = time.time()
     collect.run(collect_args(data, lake) + beam)
     times["collect"], t = time.time() - t, time.time()
-    manifest = prepare.run(["--lake", lake, "--output", dataset, "--target", args.target] + beam)
+    manifest = prepare.run(["--lake", lake, "--output", dataset, "--target", args.target,
+                            "--split-fractions", *map(str, args.split_fractions)] + beam)
     times["prepare"], t = time.time() - t, time.time()
 
     from vsep import crosstalk, evaluate, model_io, separate, train
 
-    train.main(["--data", dataset, "--model-dir", model_dir, "--target", args.target, "--quiet",
-                "--epochs", str(args.epochs), "--steps-per-epoch", str(args.steps), "--validation-steps", "8"])
+    _check("train", train.main(["--data", dataset, "--model-dir", model_dir, "--target", args.target, "--quiet",
+                                "--epochs", str(args.epochs), "--steps-per-epoch", str(args.steps),
+                                "--validation-steps", "8"]))
     times["train"], t = time.time() - t, time.time()
     bundled = model_io.BUNDLED if (model_io.BUNDLED / model_io.WEIGHTS).exists() else None
     if bundled is not None and model_io.read_config(str(bundled))[0].target != args.target:
         bundled = None
     use = str(bundled or model_dir)
     report = str(work / "eval")
-    evaluate.main(["--model", use, "--data", dataset, "--output-dir", report, "--limit", str(args.eval_examples),
-                   "--no-progress"])
+    _check("evaluate", evaluate.main(["--model", use, "--data", dataset, "--output-dir", report,
+                                      "--limit", str(args.eval_examples), "--no-progress"]))
     times["evaluate"], t = time.time() - t, time.time()
     rate = manifest["config"]["sample_rate"]
     mix, tgt, rest = crosstalk.build(lake, manifest["splits"], args.target, seconds=args.crosstalk_s, rate=rate)
     debate = crosstalk.write(work / "crosstalk" / "debate", args.target, mix, tgt, rest, rate)
-    separate.main(["--model", use, "--output-dir", str(work / "separated"), str(debate), "--no-progress"])
-    evaluate.main(["--model", use, "--folder", str(work / "crosstalk"), "--output-dir", str(work / "eval_crosstalk"),
-                   "--no-progress"])
+    recording = work / "debate.wav"  # the mixture as a user's recording: separated into separated/debate/
+    shutil.copyfile(debate, recording)
+    _check("separate", separate.main(["--model", use, "--output-dir", str(work / "separated"), str(recording),
+                                      "--no-progress"]))
+    _check("evaluate", evaluate.main(["--model", use, "--folder", str(work / "crosstalk"),
+                                      "--output-dir", str(work / "eval_crosstalk"), "--no-progress"]))
     times["separate"] = time.time() - t
     print("demo  " + "  ".join(f"{k} {v:.0f}s" for k, v in times.items()) + f"  total {sum(times.values()):.0f}s")
     print(f"demo  lake        {lake}")
     print(f"demo  dataset     {dataset}  {manifest['counts']}")
     print(f"demo  model       {model_dir} (trained here, short)   separation model: {use}")
     print(f"demo  report      {report}/report.html  {work / 'eval_crosstalk'}/report.html")
-    print(f"demo  crosstalk   {debate}")
-    out = work / "separated" / "debate"
+    print(f"demo  crosstalk   {recording}  (references: {debate.parent})")
+    out = work / "separated" / recording.stem
     print(f"demo  separated   {out / (args.target + '.wav')}  {out / 'rest.wav'}")
     return 0
+
+
+class StageFailed(RuntimeError):
+    """A stage of the demo exited non-zero (it has printed why)."""
+
+
+def _check(stage: str, rc: int) -> None:
+    if rc:
+        raise StageFailed(f"{stage} exited with status {rc}")
 
 
 if __name__ == "__main__":
