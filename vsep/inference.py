@@ -5,10 +5,11 @@ samples. :func:`build_separate_fn` cuts a waveform into chunks every ``H``
 samples (``H = 3L/4``, on a grid anchored at the start of the waveform), runs
 the model on them in batches and overlap-adds the outputs with triangular
 weights (normalised by the summed weights). Past the ends of the input the
-chunks are filled with its mirror image, not silence (:func:`mirror_extend`). It is a ``tf.function`` used by
-``vsep separate``, the Python API and the exported SavedModel alike. With
-``shifts > 1`` it averages that many passes whose chunk grid and STFT frames
-are offset by a fraction of a hop (test-time shift averaging, as in Demucs).
+chunks are filled with its mirror image, not silence (:func:`mirror_extend`).
+It is a ``tf.function`` used by ``vsep separate``, the Python API and the
+exported SavedModel alike. With ``shifts > 1`` it averages that many passes
+whose chunk grid and STFT frames are offset by a fraction of a hop
+(test-time shift averaging, as in Demucs; :func:`shift_offsets`).
 
 :func:`stream` runs that function over an arbitrarily long input in segments
 with enough context (aligned to the chunk grid) that the result is the same as
