@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from vsep.config import SeparateConfig
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,12 +57,9 @@ def main() -> int:
     p.add_argument("--model", help="model directory (default: bundled)")
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--hour-minutes", type=float, default=60.0, help="length of the memory test input (0: skip)")
-    p.add_argument("--shifts", type=int, help="test-time shift averaging passes (default: vsep separate's)")
+    p.add_argument("--shifts", type=int, default=SeparateConfig().shifts,
+                   help="test-time shift averaging passes (default: vsep separate's)")
     args = p.parse_args()
-    if args.shifts is None:
-        from vsep.config import SeparateConfig
-
-        args.shifts = SeparateConfig().shifts
     import tensorflow as tf
 
     from vsep import inference, model_io

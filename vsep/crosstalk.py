@@ -31,9 +31,9 @@ def build(
     ``splits`` is the ``splits`` section of a prepared data set's manifest;
     ``split`` is ``test`` for reporting, ``val`` for choosing settings.
     """
-    test = splits.get(split, {})
+    chosen = splits.get(split, {})
     entries = {e.recording_id: e for e in lake.read_index(lake_root)}
-    pick = lambda key: [entries[r] for r in test.get(key, []) if r in entries]  # noqa: E731
+    pick = lambda key: [entries[r] for r in chosen.get(key, []) if r in entries]  # noqa: E731
     targets, others, noises = pick("target_recordings"), pick("speech_recordings"), pick("noise_recordings")
     if not targets or not others:
         raise ValueError(f"the {split} split needs target and other-speaker recordings for a crosstalk")

@@ -77,9 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         scfg = from_namespace(SeparateConfig, args)
-        scfg.validate()
         preflight(args.output, args.model)
-        print(export(args.model, args.output, scfg))
+        print(export(args.model, args.output, scfg))  # validates scfg
     except (ValueError, ModelDirError, StorageError) as e:
         print(f"vsep export: error: {e}", file=sys.stderr)
         return 2
