@@ -21,11 +21,9 @@ import os
 import shutil
 import sys
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
 import apache_beam as beam
-import numpy as np
 
 from beam_jobs.common import (
     add_common,
@@ -37,20 +35,34 @@ from beam_jobs.common import (
     setup_logging,
     write_sorted_lines,
 )
-from vsep import config, lake, mixing, schema, storage
+from vsep import config, lake, mixing, storage
 from vsep.audio import AudioError
 from vsep.config import PrepareConfig
 from vsep.manifest import MANIFEST
+from vsep.mixer import ClipCache, Mixer, interference_pools
+from vsep.shards import ShardWriter
 from vsep.storage import StorageError
 
 log = logging.getLogger("vsep.prepare")
 ERRORS = "errors"
+SHARD_INDEX = "shards"
 
 
 def with_split(entry: lake.LakeEntry, cfg: PrepareConfig) -> mixing.PoolClip:
-    """The entry as a pool clip with its split (room responses serve every split)."""
-    key = mixing.split_key(entry.speaker, entry.kind, entry.recording_id, cfg.target, cfg)
-    split = "any" if entry.kind == "rir" else mixing.assign_split(key, cfg.split_fractions)
+    """The entry as a pool clip with its split.
+
+    Held-out patterns (``val_holdout``, ``test_holdout``) come first; other
+    recordings are split by hash. Room responses serve every split (``any``)
+    unless a pattern holds them out.
+    """
+    held = mixing.holdout_split(mixing.source_name(entry.speaker, entry.source_uri), cfg)
+    if held:
+        split = held
+    elif entry.kind == "rir":
+        split = "any"
+    else:
+        key = mixing.split_key(entry.speaker, entry.kind, entry.recording_id, cfg.target, cfg)
+        split = mixing.assign_split(key, cfg.split_fractions)
     return mixing.PoolClip(
         kind=entry.kind,
         speaker=entry.speaker,
@@ -59,171 +71,6 @@ def with_split(entry: lake.LakeEntry, cfg: PrepareConfig) -> mixing.PoolClip:
         num_samples=entry.num_samples,
         split=split,
     )
-
-
-class ClipCache:
-    """Decoded lake clips, least recently used dropped beyond ``max_samples``."""
-
-    def __init__(self, lake_root: str, max_samples: int = 64_000_000) -> None:
-        self.lake_root = lake_root
-        self.max_samples = max_samples
-        self.items: OrderedDict[str, np.ndarray] = OrderedDict()
-        self.size = 0
-
-    def get(self, clip: mixing.PoolClip) -> np.ndarray:
-        x = self.items.get(clip.clip)
-        if x is not None:
-            self.items.move_to_end(clip.clip)
-            return x
-        data = storage.read_bytes(storage.join(self.lake_root, clip.clip))
-        from vsep import audio
-
-        x = audio.to_mono(audio.decode(data, clip.clip)[0])
-        self.items[clip.clip] = x
-        self.size += len(x)
-        while self.size > self.max_samples and len(self.items) > 1:
-            _, old = self.items.popitem(last=False)
-            self.size -= len(old)
-        return x
-
-
-class WindowFn(beam.DoFn):
-    """Target clip -> normalised windows ``dict(window_id, split, samples[window])``."""
-
-    def __init__(self, lake_root: str, cfg: PrepareConfig) -> None:
-        self.lake_root = lake_root
-        self.cfg = cfg
-
-    def setup(self) -> None:
-        self.loudness = mixing.Loudness(self.cfg.sample_rate)
-        self.cache = ClipCache(self.lake_root, max_samples=0)  # each clip is read once
-        self.clips_read = counter("target_clips_read")
-        self.too_short = counter("target_clips_shorter_than_window")
-        self.read_failures = counter("read_failures")
-        self.windows = counter("windows_cut")
-        self.silent = counter("windows_dropped_silent")
-
-    def process(self, clip: mixing.PoolClip) -> Iterable[dict]:
-        try:
-            x = self.cache.get(clip)
-        except (StorageError, AudioError) as e:
-            self.read_failures.inc()
-            log.warning("skipped %s: %s", clip.clip, e)
-            yield beam.pvalue.TaggedOutput(ERRORS, json.dumps({"clip": clip.clip, "error": str(e)}))
-            return
-        self.clips_read.inc()
-        starts = mixing.window_starts(len(x), self.cfg.window, self.cfg.hop, self.cfg.min_window)
-        if not starts:
-            self.too_short.inc()
-            return
-        for start in starts:
-            self.windows.inc()
-            window = mixing.take_window(x, start, self.cfg.window)
-            norm = mixing.normalize(window, self.loudness, self.cfg)
-            if norm is None:
-                self.silent.inc()
-                continue
-            yield {
-                "window_id": f"{clip.recording_id}@{start}",
-                "recording_id": clip.recording_id,
-                "speaker": clip.speaker,
-                "split": clip.split,
-                "samples": norm[0],
-            }
-
-
-class MixFn(beam.DoFn):
-    """Target window -> serialized examples, tagged by split.
-
-    Side input: every pool clip (other speech, noise, room responses).
-    """
-
-    MAX_TRIES = 8
-
-    def __init__(self, lake_root: str, cfg: PrepareConfig) -> None:
-        self.lake_root = lake_root
-        self.cfg = cfg
-
-    def setup(self) -> None:
-        self.loudness = mixing.Loudness(self.cfg.sample_rate)
-        self.cache = ClipCache(self.lake_root)
-        self.pools: dict[tuple[str, str], list[mixing.PoolClip]] | None = None
-        self.skipped = counter("mixtures_skipped_no_interference")
-        self.per_split = {s: counter(f"examples_{s}") for s in mixing.SPLITS}
-        self.per_kind = {k: counter(f"kind_{k}") for k in schema.KINDS}
-
-    def _pools(self, pool: list[mixing.PoolClip]) -> dict[tuple[str, str], list[mixing.PoolClip]]:
-        if self.pools is None:
-            self.pools = {}
-            for c in pool:
-                if c.speaker == self.cfg.target:
-                    continue
-                self.pools.setdefault((c.kind, c.split), []).append(c)
-        return self.pools
-
-    def _interference(self, rng: np.random.Generator, kind: str, split: str) -> tuple[np.ndarray, str] | None:
-        """A normalised, non-silent window of speech or noise from ``split``."""
-        candidates = self.pools.get((kind, split)) if self.pools else None
-        if not candidates:
-            return None
-        for _ in range(self.MAX_TRIES):
-            clip = mixing.choose_clip(rng, candidates)
-            try:
-                x = self.cache.get(clip)
-            except (StorageError, AudioError) as e:
-                log.warning("interference clip %s unreadable: %s", clip.clip, e)
-                continue
-            seg = mixing.cut_segment(rng, x, self.cfg.window, loop=(kind == "noise"))
-            norm = mixing.normalize(seg, self.loudness, self.cfg)
-            if norm is not None:
-                return norm[0], clip.recording_id
-        return None
-
-    def process(self, window: dict, pool: list[mixing.PoolClip]) -> Iterable:
-        pools = self._pools(pool)
-        cfg, n = self.cfg, self.cfg.window
-        zeros = np.zeros(n, dtype=np.float32)
-        for k in range(cfg.mixtures_per_window):
-            rng = mixing.rng_for(cfg.seed, window["window_id"], k)
-            plan = mixing.plan_mixture(rng, cfg)
-            has_t, has_o, has_n = mixing.needs(plan.kind)
-            target, rir_id = window["samples"], ""
-            if has_t and plan.reverb and pools.get(("rir", "any")):
-                rir_clip = mixing.choose_clip(rng, pools[("rir", "any")])
-                wet = mixing.reverberate(target, self.cache.get(rir_clip))
-                norm = mixing.normalize(wet, self.loudness, cfg)
-                if norm is not None:
-                    target, rir_id = norm[0], rir_clip.recording_id
-            other = self._interference(rng, "speech", window["split"]) if has_o else (zeros, "")
-            noise = self._interference(rng, "noise", window["split"]) if has_n else (zeros, "")
-            if other is None or noise is None:
-                self.skipped.inc()
-                continue
-            g_other, g_noise = mixing.interference_gains(plan)
-            gains = (0.0 if has_t else -120.0, g_other if has_o else -120.0, g_noise if has_n else -120.0)
-            sources, scale_db = mixing.mix(target if has_t else zeros, other[0], noise[0], gains, cfg.max_clip_peak)
-            example = {
-                **sources,
-                "example_id": f"{window['window_id']}#{k}",
-                "split": window["split"],
-                "kind": plan.kind,
-                "target_speaker": cfg.target,
-                "target_id": window["recording_id"] if has_t else "",
-                "other_id": other[1],
-                "noise_id": noise[1],
-                "rir_id": rir_id,
-                "target_gain_db": gains[0],
-                "other_gain_db": gains[1],
-                "noise_gain_db": gains[2],
-                "scale_db": scale_db,
-                "tir_db": plan.tir_db if has_t else -120.0,
-                "snr_db": plan.snr_db if (has_o and has_n) else 0.0,
-                "sample_rate": cfg.sample_rate,
-                "num_samples": n,
-            }
-            self.per_split[window["split"]].inc()
-            self.per_kind[plan.kind].inc()
-            yield beam.pvalue.TaggedOutput(window["split"], schema.encode(example))
 
 
 def shard_counts(cfg: PrepareConfig) -> dict[str, int]:
@@ -235,8 +82,95 @@ def suffix(cfg: PrepareConfig) -> str:
     return ".tfrecord.gz" if cfg.compression == "gzip" else ".tfrecord"
 
 
+def shard_name(split: str, index: int, count: int, cfg: PrepareConfig) -> str:
+    return f"{split}-{index:05d}-of-{count:05d}{suffix(cfg)}"
+
+
+class PlanWindowsFn(beam.DoFn):
+    """Target clip -> ``((split, shard), (clip, start))`` per window: metadata only, no audio read.
+
+    Each window goes to a shard of its split by a hash of its id, so a long
+    recording is spread over every shard and every shard is a bounded unit of work.
+    """
+
+    def __init__(self, cfg: PrepareConfig) -> None:
+        self.cfg = cfg
+
+    def setup(self) -> None:
+        self.too_short = counter("target_clips_shorter_than_window")
+        self.windows = counter("windows_cut")
+
+    def process(self, clip: mixing.PoolClip) -> Iterable[tuple[tuple[str, int], tuple[mixing.PoolClip, int]]]:
+        cfg = self.cfg
+        starts = mixing.window_starts(clip.num_samples, cfg.window, cfg.hop, cfg.min_window)
+        if not starts:
+            self.too_short.inc()
+        shards = shard_counts(cfg)[clip.split]
+        for start in starts:
+            self.windows.inc()
+            index = int(mixing.unit_hash(f"shard:{cfg.seed}:{clip.recording_id}@{start}") * shards)
+            yield (clip.split, index), (clip, start)
+
+
+class WriteShardFn(beam.DoFn):
+    """``((split, shard), windows)`` -> one shard file in staging, streamed example by example.
+
+    Memory is bounded by the clip caches, whatever the corpus size. Outputs
+    the shard's :class:`vsep.shards.ShardInfo` as JSON, and unreadable target
+    clips on the ``errors`` output. Side input: every pool clip's metadata.
+    """
+
+    def __init__(self, lake_root: str, staging: str, cfg: PrepareConfig) -> None:
+        self.lake_root, self.staging, self.cfg = lake_root, staging, cfg
+
+    def setup(self) -> None:
+        self.counters: dict = {}
+        self.loudness = mixing.Loudness(self.cfg.sample_rate)
+        self.targets = ClipCache(self.lake_root, max_samples=32_000_000)
+        self.cache = ClipCache(self.lake_root)
+        self.mixer: Mixer | None = None
+
+    def count(self, name: str) -> None:
+        if name not in self.counters:
+            self.counters[name] = counter(name)
+        self.counters[name].inc()
+
+    def process(self, element, pool: list[mixing.PoolClip]) -> Iterable:
+        (split, index), refs = element
+        cfg = self.cfg
+        if self.mixer is None:
+            self.mixer = Mixer(cfg, interference_pools(pool, cfg.target), self.cache, self.count)
+        order = sorted(refs, key=lambda r: mixing.unit_hash(f"order:{cfg.seed}:{r[0].recording_id}@{r[1]}"))
+        uri = storage.join(self.staging, shard_name(split, index, shard_counts(cfg)[split], cfg))
+        failed: set[str] = set()
+        with ShardWriter(uri, cfg.compression == "gzip") as writer:
+            for clip, start in order:
+                if clip.clip in failed:
+                    continue
+                try:
+                    x = self.targets.get(clip)
+                except (StorageError, AudioError) as e:
+                    failed.add(clip.clip)
+                    log.warning("skipped %s: %s", clip.clip, e)
+                    yield beam.pvalue.TaggedOutput(ERRORS, json.dumps({"clip": clip.clip, "error": str(e)}))
+                    continue
+                norm = mixing.normalize(mixing.take_window(x, start, cfg.window), self.loudness, cfg)
+                if norm is None:
+                    self.count("windows_dropped_silent")
+                    continue
+                window = {"window_id": f"{clip.recording_id}@{start}", "recording_id": clip.recording_id,
+                          "split": split, "samples": norm[0]}
+                for record in self.mixer.examples(window):
+                    writer.write(record)
+        yield json.dumps({"split": split, **writer.info.to_dict()})
+
+
 class Prepare(beam.PTransform):
-    """Lake entries -> ``<staging>/<split>-SSSSS-of-NNNNN.tfrecord.gz`` per split."""
+    """Lake entries -> ``<staging>/<split>-SSSSS-of-NNNNN.tfrecord.gz``, ``shards.jsonl``, ``errors.jsonl``.
+
+    Only metadata crosses the shuffle (window references, grouped by shard);
+    each shard is written by one worker that reads its audio as it goes.
+    """
 
     def __init__(self, lake_root: str, staging: str, cfg: PrepareConfig) -> None:
         super().__init__()
@@ -248,32 +182,41 @@ class Prepare(beam.PTransform):
         cfg = self.cfg
         clips = entries | "AssignSplit" >> beam.Map(with_split, cfg)
         pool = clips | "InterferencePool" >> beam.Filter(lambda c: c.speaker != cfg.target)
-        windows = (
+        written = (
             clips
             | "TargetClips" >> beam.Filter(lambda c: c.speaker == cfg.target and c.kind == "speech")
-            | "SpreadClips" >> beam.Reshuffle()
-            | "CutWindows" >> beam.ParDo(WindowFn(self.lake_root, cfg)).with_outputs(ERRORS, main="windows")
+            | "PlanWindows" >> beam.ParDo(PlanWindowsFn(cfg))
+            | "GroupShards" >> beam.GroupByKey()
+            | "WriteShards"
+            >> beam.ParDo(WriteShardFn(self.lake_root, self.staging, cfg), pool=beam.pvalue.AsList(pool))
+            .with_outputs(ERRORS, main="shards")
         )
-        write_sorted_lines(windows[ERRORS], storage.join(self.staging, ERRORS), "Errors")
-        examples = (
-            windows.windows
-            | "SpreadWindows" >> beam.Reshuffle()
-            | "Mix"
-            >> beam.ParDo(MixFn(self.lake_root, cfg), pool=beam.pvalue.AsList(pool)).with_outputs(*mixing.SPLITS)
-        )
-        compression = (
-            beam.io.filesystem.CompressionTypes.GZIP
-            if cfg.compression == "gzip"
-            else beam.io.filesystem.CompressionTypes.UNCOMPRESSED
-        )
-        for split, shards in shard_counts(cfg).items():
-            _ = examples[split] | f"Write{split.title()}" >> beam.io.WriteToTFRecord(
-                storage.join(self.staging, split),
-                file_name_suffix=suffix(cfg),
-                num_shards=shards,
-                compression_type=compression,
-            )
-        return examples
+        errors = written[ERRORS] | "OneErrorPerClip" >> beam.Distinct()
+        write_sorted_lines(errors, storage.join(self.staging, ERRORS), "Errors")
+        write_sorted_lines(written.shards, storage.join(self.staging, SHARD_INDEX), "ShardIndex")
+        return written
+
+
+def complete_shards(staging: str, cfg: PrepareConfig) -> dict[str, list[dict]]:
+    """Every shard's info by split, read from ``shards.jsonl``; empty shards are written here."""
+    lines = storage.read_text(storage.join(staging, f"{SHARD_INDEX}.jsonl")).splitlines()
+    found: dict[str, dict] = {}
+    for line in lines:
+        d = json.loads(line)
+        found[d.pop("name")] = d
+    out: dict[str, list[dict]] = {}
+    for split, count in shard_counts(cfg).items():
+        out[split] = []
+        for i in range(count):
+            name = shard_name(split, i, count, cfg)
+            if name not in found:  # no window hashed here: an empty shard keeps the -of-N set whole
+                with ShardWriter(storage.join(staging, name), cfg.compression == "gzip") as w:
+                    pass
+                found[name] = {"split": split, **{k: v for k, v in w.info.to_dict().items() if k != "name"}}
+            info = found[name]
+            out[split].append({"name": name, "records": info["records"], "bytes": info["bytes"],
+                               "sha256": info["sha256"]})
+    return out
 
 
 # ------------------------------------------------------------ commit
@@ -345,6 +288,18 @@ def splits_of(clips: list[mixing.PoolClip], target: str) -> dict[str, dict[str, 
     return {s: {k: sorted(set(v)) for k, v in d.items()} for s, d in sorted(out.items())}
 
 
+def check_holdout(entries: list[lake.LakeEntry], cfg: PrepareConfig) -> None:
+    """A held-out pattern that matches no recording is a mistake, not an empty condition."""
+    from fnmatch import fnmatchcase
+
+    names = [mixing.source_name(e.speaker, e.source_uri) for e in entries]
+    for split, patterns in (("val", cfg.val_holdout), ("test", cfg.test_holdout)):
+        for pattern in patterns:
+            if not any(fnmatchcase(n, pattern) for n in names):
+                raise ValueError(f"--{split}-holdout {pattern!r} matches no recording in the lake "
+                                 "(patterns match '<speaker>/<source file name>')")
+
+
 def run(argv: Sequence[str] | None = None) -> dict:
     """Run the prepare job; returns the manifest it wrote."""
     args, beam_args = build_parser().parse_known_args(argv)
@@ -361,20 +316,27 @@ def run(argv: Sequence[str] | None = None) -> dict:
     if not any(c.speaker == cfg.target and c.kind == "speech" for c in clips):
         speakers = sorted({e.speaker for e in entries if e.kind == "speech"})
         raise ValueError(f"target speaker {cfg.target!r} is not in the lake (it has {len(speakers)} speakers)")
+    check_holdout(entries, cfg)
     run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     staging = storage.join(args.output, "_staging", run_id)
     with beam.Pipeline(options=pipeline_options(beam_args)) as p:
         _ = p | "LakeIndex" >> beam.Create(entries) | "Prepare" >> Prepare(args.lake, staging, cfg)
     values = counters(p.result)
+    shard_info = complete_shards(staging, cfg)
+    errors = storage.join(staging, f"{ERRORS}.jsonl")
+    values["read_failures"] = len(storage.read_text(errors).splitlines()) if storage.exists(errors) else 0
+    values = dict(sorted(values.items()))
     manifest = {
         "format": "vsep-tfrecords",
         "schema_version": 1,
+        "manifest_version": 2,
         "run_id": run_id,
         "lake": args.lake,
         "config": config.to_dict(cfg),
         "counts": {s: values.get(f"examples_{s}", 0) for s in mixing.SPLITS},
         "counters": values,
         "splits": splits_of(clips, cfg.target),
+        "shard_info": shard_info,
     }
     manifest["shards"] = commit(staging, args.output, manifest)
     print_counters("prepare", values)

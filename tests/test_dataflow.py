@@ -120,15 +120,17 @@ def test_prepare_job_graph_for_dataflow():
     p = prepare_pipeline(dataflow_args())
     assert type(p.runner).__name__ == "DataflowRunner"
     steps = transforms(p.to_runner_api())
-    wanted = ["AssignSplit", "InterferencePool", "TargetClips", "SpreadClips", "CutWindows", "SpreadWindows", "Mix",
-              "WriteTrain", "WriteVal", "WriteTest", "WriteErrors"]  # fmt: skip
+    wanted = ["AssignSplit", "InterferencePool", "TargetClips", "PlanWindows", "GroupShards", "WriteShards",
+              "OneErrorPerClip", "WriteErrors", "WriteShardIndex"]  # fmt: skip
     missing = [w for w in wanted if f"Prepare/{w}" not in steps]
     assert not missing, f"missing steps {missing} in {sorted(steps)[:40]}"
     gbk = common_urns.primitives.GROUP_BY_KEY.urn
-    for reshuffle in ("SpreadClips", "SpreadWindows"):  # breaks fusion: windows spread over all workers
-        assert any(n.startswith(f"Prepare/{reshuffle}/") and t.spec.urn == gbk for n, t in steps.items()), reshuffle
-    mix = next(t for n, t in steps.items() if n.startswith("Prepare/Mix/") and t.spec.urn == common_urns.primitives.PAR_DO.urn)
-    assert beam_runner_api_pb2.ParDoPayload.FromString(mix.spec.payload).side_inputs, "the pool is a side input of Mix"
+    # only window references cross the shuffle: one worker per shard reads and writes its audio
+    assert steps["Prepare/GroupShards"].spec.urn == gbk
+    write = steps["Prepare/WriteShards"]
+    par_do = next(t for n, t in steps.items() if n.startswith("Prepare/WriteShards") and t.spec.urn == common_urns.primitives.PAR_DO.urn)
+    assert write and beam_runner_api_pb2.ParDoPayload.FromString(par_do.spec.payload).side_inputs, \
+        "the pool is a side input of WriteShards"
 
 
 def test_collect_job_graph_for_dataflow():

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("vsep.train", "prepared TFRecords -> a separation model (resumable)"),
     "tune": ("tuner.search", "hyperparameter search (STFT, U-Net, loss, learning rate) with keras-tuner"),
     "separate": ("vsep.separate", "recordings -> <target>.wav and rest.wav per input"),
+    "crosstest": ("vsep.crosstest", "held-out sources, voices, noises, rooms -> the cross-source evaluation set"),
     "evaluate": ("vsep.evaluate", "a model vs baselines: BSSEval v4 and SI-SDR report"),
     "export": ("vsep.export", "a model -> a SavedModel for serving (STFT inside the graph)"),
     "demo": ("vsep.demo", "the whole pipeline end to end on the embedded default data"),

@@ -78,6 +78,14 @@ class PrepareConfig:
         "split non-target speech by 'speaker' (no speaker in two splits) or 'recording'",
         choices=("speaker", "recording"),
     )
+    val_holdout: tuple[str, ...] = opt(
+        (), "patterns of recordings that go wholly to val, matched on '<speaker>/<source file name>' "
+        "(e.g. 'trump/utnet_*' a target source, 'vcc2016-*/*' a corpus of voices, 'babble/sda_*' noises, "
+        "'rir/venue_*' rooms): settings are chosen on sources, voices and rooms training never saw"
+    )
+    test_holdout: tuple[str, ...] = opt(
+        (), "patterns of recordings that go wholly to test (as --val-holdout): the cross-source test"
+    )
     num_shards: int = opt(4, "number of train shards (val and test get a quarter, at least 1)")
     compression: str = opt("gzip", "TFRecord compression: 'gzip' or 'none'", choices=("gzip", "none"))
 
@@ -221,6 +229,30 @@ class SeparateConfig:
             raise ValueError(f"shifts must be >= 1, got {self.shifts}")
 
 
+CROSS_CONDITIONS = ("voices", "noise", "room", "soundalike")
+
+
+@dataclass(frozen=True)
+class CrossTestConfig:
+    """The cross-source evaluation set (``vsep crosstest``): mixtures of recordings held out whole."""
+
+    split: str = opt("test", "whose held-out patterns to use: 'test' (report once per recipe) or 'val' "
+                     "(choose settings)", choices=("val", "test"))
+    conditions: tuple[str, ...] = opt(CROSS_CONDITIONS, "conditions to build (voices, noise, room, soundalike)")
+    per_condition: int = opt(20, "mixtures per condition")
+    seconds: float = opt(8.0, "length of one mixture, in seconds")
+    tir_db: tuple[float, float, float] = opt((-5.0, 0.0, 5.0), "target-to-interference ratios, in turn")
+    seed: int = opt(0, "seed of every random choice")
+
+    def validate(self) -> None:
+        bad = [c for c in self.conditions if c not in CROSS_CONDITIONS]
+        if bad or not self.conditions:
+            raise ValueError(f"unknown condition {bad[0] if bad else '(none)'}: choose from "
+                             f"{', '.join(CROSS_CONDITIONS)}")
+        if self.per_condition < 1 or self.seconds < 1.0:
+            raise ValueError("per_condition must be at least 1 and seconds at least 1.0")
+
+
 # ---------------------------------------------------------------- JSON
 
 
@@ -286,7 +318,11 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         kw: dict[str, Any] = {"dest": f.name, "default": None}
         help_text = f.metadata.get("help", "")
         kw["help"] = f"{help_text} (default: {_show(f.default)})"
-        if typing.get_origin(hint) is tuple:
+        if typing.get_origin(hint) is tuple and typing.get_args(hint)[-1] is Ellipsis:
+            kw["type"] = typing.get_args(hint)[0]
+            kw["nargs"] = "*"
+            kw["metavar"] = "P"
+        elif typing.get_origin(hint) is tuple:
             kw["type"] = float
             kw["nargs"] = len(typing.get_args(hint))
             kw["metavar"] = "X"

@@ -45,6 +45,21 @@ def split_key(speaker: str, kind: str, recording_id: str, target: str, cfg: Prep
     return "recording:" + recording_id
 
 
+def source_name(speaker: str, source_uri: str) -> str:
+    """What held-out patterns match: ``<speaker>/<source file name>``, e.g. ``trump/utnet_speech.mp3``."""
+    return f"{speaker}/{source_uri.rstrip('/').rsplit('/', 1)[-1]}"
+
+
+def holdout_split(name: str, cfg: PrepareConfig) -> str | None:
+    """``val`` or ``test`` when :func:`source_name` ``name`` matches a held-out pattern, else ``None``."""
+    from fnmatch import fnmatchcase
+
+    for split, patterns in (("test", cfg.test_holdout), ("val", cfg.val_holdout)):
+        if any(fnmatchcase(name, p) for p in patterns):
+            return split
+    return None
+
+
 def rng_for(seed: int, *keys: object) -> np.random.Generator:
     """A generator seeded by ``seed`` and the given keys: same keys, same draws."""
     digest = hashlib.sha256(("|".join(map(str, (seed, *keys)))).encode()).digest()

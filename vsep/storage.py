@@ -264,6 +264,29 @@ def copy(src: str, dst: str) -> None:
         raise StorageError(f"{src} -> {dst}: {_one_line(e)}") from None
 
 
+def open_read(uri: str):
+    """A binary file object to read ``uri`` (local or ``gs://``), as a context manager."""
+    return _open(uri, "r")
+
+
+def open_write(uri: str):
+    """A binary file object to write ``uri``; local files appear under their name only when complete."""
+    return _open(uri, "w")
+
+
+def size(uri: str) -> int:
+    """Size of file ``uri`` in bytes (``FileNotFoundError`` when it does not exist)."""
+    if "://" not in uri:
+        return os.path.getsize(uri)
+    try:
+        found = _fs().match([uri])[0].metadata_list
+    except Exception as e:  # noqa: BLE001
+        raise StorageError(f"{uri}: {_one_line(e)}") from None
+    if not found:
+        raise FileNotFoundError(uri)
+    return int(found[0].size_in_bytes)
+
+
 @contextmanager
 def _open(uri: str, mode: str):
     """A binary file object: read (``"r"``) or write (``"w"``, local: via a temp name)."""
