@@ -19,6 +19,7 @@ T = TypeVar("T")
 
 CONFIG_VERSION = 1
 INPUT_NORMS = ("mean", "none")
+PRECISIONS = ("float32", "mixed_bfloat16")
 LOSSES = ("l1_mag", "sisdr", "snr", "l1_mag+sisdr", "l1_mag+snr")
 
 
@@ -211,6 +212,9 @@ class TrainConfig:
                                "with its voice shifted (pitch and formants): a sound-alike that must count as rest")
     impostor_shift: tuple[float, float] = opt((0.1, 0.2), "range of the impostor's voice shift (0.1: 10%% "
                                               "higher or lower)")
+    precision: str = opt("float32", "U-Net arithmetic: 'float32' or 'mixed_bfloat16' (bfloat16 compute, float32 "
+                         "weights, STFT and masks: faster on CPUs with AMX/AVX512-BF16 and on GPUs)",
+                         choices=PRECISIONS)
     shuffle_buffer: int = opt(256, "examples in the shuffle buffer")
     patience: int = opt(8, "epochs without validation improvement before early stopping")
     seed: int = opt(0, "seed of shuffling, crops and augmentation")

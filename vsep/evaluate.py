@@ -100,7 +100,21 @@ def examples_from_folder(folder: str, target: str, rate: int) -> Iterator[dict[s
         if len({len(mix), *(len(r) for r in refs)}) != 1:
             print(f"vsep evaluate: skipped {name}: mixture and references differ in length", file=sys.stderr)
             continue
-        yield {"id": name, "mixture": mix, "refs": np.stack(refs), "kind": "folder", "tir_db": float("nan")}
+        meta = _meta(storage.join(root, name, "meta.json"))
+        yield {"id": name, "mixture": mix, "refs": np.stack(refs), "kind": meta.get("condition", "folder"),
+               "tir_db": float(meta.get("tir_db", float("nan")))}
+
+
+def _meta(uri: str) -> dict[str, Any]:
+    """An example folder's ``meta.json`` (``vsep crosstest`` writes condition and ratio), or ``{}``."""
+    from vsep import storage
+
+    if not storage.exists(uri):
+        return {}
+    try:
+        return json.loads(storage.read_text(uri))
+    except ValueError:
+        return {}
 
 
 # ------------------------------------------------------------ methods
@@ -193,6 +207,26 @@ def bss(refs: np.ndarray, est: np.ndarray, rate: int) -> dict[str, np.ndarray]:
     return {"SDR": sdr, "SIR": sir, "SAR": sar, "ISR": isr}
 
 
+def perceptual(ref: np.ndarray, est: np.ndarray, rate: int) -> dict[str, float]:
+    """Wideband PESQ (ITU-T P.862.2, MOS-LQO 1-4.6) and STOI (0-1) of ``est [n]`` against ``ref [n]``.
+
+    Both work at 16 kHz (PESQ wideband) and 10 kHz (STOI resamples itself);
+    another rate is resampled to 16 kHz first. NaN where PESQ finds no speech.
+    """
+    from pesq import PesqError, pesq
+    from pystoi import stoi
+
+    if rate != 16000:
+        from vsep.audio import resample
+
+        ref, est, rate = resample(ref, rate, 16000), resample(est, rate, 16000), 16000
+    try:
+        p = float(pesq(rate, ref.astype(np.float64), est.astype(np.float64), "wb"))
+    except PesqError:
+        p = float("nan")
+    return {"PESQ": p, "STOI": float(stoi(ref, est, rate, extended=False))}
+
+
 def score(ex: dict[str, Any], estimates: dict[str, np.ndarray], rate: int, names: tuple[str, str]) -> dict[str, Any]:
     """Metrics of every method on one example (only sources whose reference is not silent)."""
     refs = ex["refs"]
@@ -206,6 +240,8 @@ def score(ex: dict[str, Any], estimates: dict[str, np.ndarray], rate: int, names
             if not valid[k]:
                 continue
             m = {"SI-SDR": si_sdr(refs[k], est[k])}
+            if k == 0:  # the target: is the clean track believable?
+                m.update(perceptual(refs[k], est[k], rate))
             if frames is not None:
                 for metric in METRICS:
                     vals = frames[metric][k]
@@ -217,7 +253,7 @@ def score(ex: dict[str, Any], estimates: dict[str, np.ndarray], rate: int, names
     base = result["methods"].get("mixture", {}) if usable else {}  # no improvement over a perfect mixture
     for per_source in result["methods"].values():
         for name, m in per_source.items():
-            for metric in ("SDR", "SI-SDR"):
+            for metric in ("SDR", "SI-SDR", "PESQ", "STOI"):
                 if metric in m and metric in base.get(name, {}):
                     m[f"{metric}i"] = m[metric] - base[name][metric]
     return result
@@ -277,7 +313,7 @@ def summarise(rows: list[dict[str, Any]], names: tuple[str, str]) -> dict[str, A
 
 def markdown(summary: dict[str, Any], target: str) -> str:
     """The summary as Markdown tables (target source; medians, n in brackets)."""
-    cols = ("SDR", "SDRi", "SI-SDR", "SI-SDRi", "SIR", "SAR", "ISR")
+    cols = ("SDR", "SDRi", "SI-SDR", "SI-SDRi", "SIR", "SAR", "PESQ", "PESQi", "STOI", "STOIi")
     lines = []
     for group, methods in summary.items():
         if not any(per_source.get(target, {}).get("SI-SDR", {}).get("n") for per_source in methods.values()):
@@ -286,7 +322,7 @@ def markdown(summary: dict[str, Any], target: str) -> str:
         lines += [f"### {group}", "", "| method | " + " | ".join(cols) + " | n |", "|---" * (len(cols) + 2) + "|"]
         for method, per_source in methods.items():
             m = per_source.get(target, {})
-            cells = [f"{m[c]['median']:.2f}" if c in m else "" for c in cols]
+            cells = [f"{m[c]['median']:.{3 if c.startswith('STOI') else 2}f}" if c in m else "" for c in cols]
             n = m.get("SI-SDR", {}).get("n", 0)
             lines.append(f"| {method} | " + " | ".join(cells) + f" | {n} |")
         lines.append("")

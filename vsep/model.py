@@ -51,36 +51,41 @@ class CropLike(keras.layers.Layer):
         return x[:, : tf.shape(reference)[1]]
 
 
-def build_unet(cfg: ModelConfig) -> keras.Model:
+def build_unet(cfg: ModelConfig, precision: str = "float32") -> keras.Model:
     """Mask network: log-magnitude ``[batch, frames, bins, 1]`` -> masks ``[batch, frames, bins, 2]``.
 
     Any frame count works: frames are padded to a multiple of ``2**depth``
-    and the masks cropped back.
+    and the masks cropped back. ``precision='mixed_bfloat16'`` computes the
+    layers in bfloat16 (weights stay float32, so weight files are the same);
+    the masks are float32 either way.
     """
+    kw = {} if precision == "float32" else {"dtype": precision}
     if cfg.bins % 2**cfg.depth:
         raise ValueError(f"fft_length // 2 = {cfg.bins} must be divisible by 2**depth = {2**cfg.depth}")
     inp = keras.Input(shape=(None, cfg.bins, 1), name="log_magnitude")
-    x = keras.layers.BatchNormalization(axis=2, name="input_norm")(inp)  # per-frequency scale
-    x = PadToMultiple(2**cfg.depth, name="pad_frames")(x)
+    x = keras.layers.BatchNormalization(axis=2, name="input_norm")(inp)  # per-frequency scale, float32
+    x = PadToMultiple(2**cfg.depth, name="pad_frames", **kw)(x)
     skips = []
     for i in range(cfg.depth):
-        x = keras.layers.Conv2D(cfg.filters * 2**i, cfg.kernel_size, strides=2, padding="same", name=f"enc{i}_conv")(x)
-        x = keras.layers.BatchNormalization(name=f"enc{i}_bn")(x)
-        x = keras.layers.LeakyReLU(negative_slope=0.2, name=f"enc{i}_act")(x)
+        x = keras.layers.Conv2D(cfg.filters * 2**i, cfg.kernel_size, strides=2, padding="same", name=f"enc{i}_conv",
+                                **kw)(x)
+        x = keras.layers.BatchNormalization(name=f"enc{i}_bn", **kw)(x)
+        x = keras.layers.LeakyReLU(negative_slope=0.2, name=f"enc{i}_act", **kw)(x)
         skips.append(x)
     for j, i in enumerate(reversed(range(cfg.depth))):
         last = i == 0
         filters = 2 if last else cfg.filters * 2 ** (i - 1)
         if j > 0:
-            x = keras.layers.Concatenate(axis=-1, name=f"dec{i}_skip")([x, skips[i]])
-        x = keras.layers.Conv2DTranspose(filters, cfg.kernel_size, strides=2, padding="same", name=f"dec{i}_deconv")(x)
+            x = keras.layers.Concatenate(axis=-1, name=f"dec{i}_skip", **kw)([x, skips[i]])
+        x = keras.layers.Conv2DTranspose(filters, cfg.kernel_size, strides=2, padding="same",
+                                         name=f"dec{i}_deconv", **kw)(x)
         if last:
             break
-        x = keras.layers.BatchNormalization(name=f"dec{i}_bn")(x)
-        x = keras.layers.ReLU(name=f"dec{i}_act")(x)
+        x = keras.layers.BatchNormalization(name=f"dec{i}_bn", **kw)(x)
+        x = keras.layers.ReLU(name=f"dec{i}_act", **kw)(x)
         if j < 3 and cfg.dropout > 0:
-            x = keras.layers.Dropout(cfg.dropout, name=f"dec{i}_dropout")(x)
-    masks = keras.layers.Activation("sigmoid", name="masks")(x)
+            x = keras.layers.Dropout(cfg.dropout, name=f"dec{i}_dropout", **kw)(x)
+    masks = keras.layers.Activation("sigmoid", name="masks", dtype="float32")(x)
     masks = CropLike(name="crop_frames")(masks, inp)
     return keras.Model(inp, masks, name="unet")
 
@@ -154,14 +159,16 @@ class SeparationModel(keras.Model):
     ``fit`` takes ``(mixture [batch, samples], sources [batch, 2, samples])``.
     """
 
-    def __init__(self, cfg: ModelConfig, train_cfg: TrainConfig | None = None, **kwargs) -> None:
+    def __init__(self, cfg: ModelConfig, train_cfg: TrainConfig | None = None, precision: str = "float32",
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         cfg.validate()
         self.cfg = cfg
         self.train_cfg = train_cfg or TrainConfig()
-        self.stft = STFT.from_config_dataclass(cfg, name="stft")
+        self.precision = precision
+        self.stft = STFT.from_config_dataclass(cfg, name="stft")  # float32 always
         self.istft = InverseSTFT.from_config_dataclass(cfg, name="istft")
-        self.unet = build_unet(cfg)
+        self.unet = build_unet(cfg, precision)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.sisdr_tracker = keras.metrics.Mean(name="si_sdr")
         self.sisdri_tracker = keras.metrics.Mean(name="si_sdri")
@@ -172,7 +179,7 @@ class SeparationModel(keras.Model):
     def masks(self, spectrum, training=False):
         """Spectrum ``[B, T, bins + 1, 2]`` -> masks ``[B, T, bins + 1, 2]`` (Nyquist bin repeated)."""
         mag = normalise_level(magnitude(spectrum)[:, :, : self.cfg.bins], self.cfg.input_norm)
-        m = self.unet(tf.math.log1p(mag)[..., None], training=training)
+        m = tf.cast(self.unet(tf.math.log1p(mag)[..., None], training=training), tf.float32)
         return tf.concat([m, m[:, :, -1:, :]], axis=2)
 
     def separate_spectra(self, spectrum, masks, wiener: bool = False):

@@ -179,7 +179,7 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     keras.utils.set_random_seed(tcfg.seed)
     # build first: a config the U-Net cannot be built from must not be written into the model dir
     with strategy.scope():
-        model = SeparationModel(mcfg, tcfg).build_for()
+        model = SeparationModel(mcfg, tcfg, precision=tcfg.precision).build_for()
     if "://" not in args.model_dir:
         os.makedirs(args.model_dir, exist_ok=True)
     doc = model_io.config_document(mcfg, tcfg, data=data, command=["vsep", "train", *argv])
