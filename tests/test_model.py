@@ -296,3 +296,20 @@ def test_too_deep_for_the_frequency_axis_is_a_clear_error():
     cfg = dataclasses.replace(TINY, depth=8, patch_frames=256)
     with pytest.raises(ValueError, match="divisible by 2\\*\\*depth"):
         SeparationModel(cfg)
+
+
+def test_bfloat16_unet_shares_weights_and_stays_close_to_float32():
+    """mixed_bfloat16: same weight file, float32 masks and waveforms, outputs within bfloat16 rounding."""
+    from vsep.model import SeparationModel
+
+    f32 = SeparationModel(TINY).build_for()
+    bf16 = SeparationModel(TINY, precision="mixed_bfloat16").build_for()
+    assert [w.shape for w in f32.get_weights()] == [w.shape for w in bf16.get_weights()]
+    bf16.set_weights(f32.get_weights())
+    assert all(v.dtype == "float32" for v in bf16.weights)
+    assert any(layer.compute_dtype == "bfloat16" for layer in bf16.unet.layers)
+    x = (0.1 * np.random.default_rng(3).normal(size=(2, 6000))).astype(np.float32)
+    a, b = f32(x).numpy(), bf16(x).numpy()
+    assert b.dtype == np.float32 and np.all(np.isfinite(b))
+    rel = np.sqrt(np.mean((a - b) ** 2) / np.mean(a**2))
+    assert 0 < rel < 0.05, rel  # bfloat16 has 8 bits of mantissa: close, not equal
