@@ -340,6 +340,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     scfg = config.from_namespace(config.SeparateConfig, args)
     scfg.validate()
     storage.preflight(args.output_dir, args.model, args.data, args.folder, args.nmf_data)
+    if not args.folder:  # damaged shards: one line before the model is built
+        from vsep.manifest import read_manifest, verify_shards
+
+        verify_shards(read_manifest(args.data), (args.split,))
     model = model_io.load(args.model)
     cfg = model.cfg
     names = (cfg.target, "rest")

@@ -134,12 +134,107 @@ def sha256_of(uri: str) -> str:
 
 
 def check_shard(uri: str, expected: dict, checksum: bool = True) -> None:
-    """Raise :class:`ShardError` unless ``uri`` has the size (and SHA-256) the manifest recorded."""
+    """Raise :class:`ShardError` unless ``uri`` has the size (and SHA-256) the manifest recorded.
+
+    With ``checksum`` the records are read too (:func:`scan_shard`): each must
+    pass its CRCs and the schema, and their count must be the manifest's.
+    """
     try:
         n = storage.size(uri)
     except FileNotFoundError:
         raise ShardError(f"shard {uri} is missing") from None
     if n != expected["bytes"]:
         raise ShardError(f"shard {uri} has {n} bytes, the manifest says {expected['bytes']}: truncated or replaced")
-    if checksum and sha256_of(uri) != expected["sha256"]:
-        raise ShardError(f"shard {uri} does not match its SHA-256 in the manifest: altered")
+    if not checksum:
+        return
+    digest, records, problem = scan_shard(uri)
+    if digest != expected["sha256"]:
+        detail = f" (first bad record: {problem})" if problem else ""
+        raise ShardError(f"shard {uri} does not match its SHA-256 in the manifest: altered{detail}")
+    if problem:
+        raise ShardError(f"shard {uri} {problem}")
+    if records != expected["records"]:
+        raise ShardError(f"shard {uri} holds {records} records, the manifest says {expected['records']}")
+
+
+class _Hashing:
+    """A read-only file wrapper that hashes every byte read through it."""
+
+    def __init__(self, f) -> None:
+        self.f, self.hash = f, hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.hash.update(data)
+        return data
+
+
+def scan_shard(uri: str) -> tuple[str, int, str | None]:
+    """``(sha256 of the file, records read, problem)``, streamed (memory: one record).
+
+    ``problem`` is ``None``, or where reading stopped: ``record N: why`` for a
+    record that fails TFRecord's CRCs or the schema (:func:`check_example`).
+    """
+    gzipped = uri.endswith(".gz")
+    problem = None
+    with storage.open_read(uri) as raw:
+        hashed = _Hashing(raw)
+        f = gzip.GzipFile(fileobj=hashed, mode="rb") if gzipped else hashed
+        index = 0
+        try:
+            while head := f.read(12):
+                reason = check_example(_next_record(f, head))
+                if reason:
+                    problem = f"record {index}: {reason}"
+                    break
+                index += 1
+        except (OSError, EOFError, ValueError) as e:
+            problem = f"record {index}: {str(e).splitlines()[0]}"
+        while hashed.read(8 << 20):
+            pass
+    return hashed.hash.hexdigest(), index, problem
+
+
+def _next_record(f, head: bytes) -> bytes:
+    if len(head) < 12:
+        raise ValueError("truncated record")
+    (length,) = struct.unpack("<Q", head[:8])
+    if struct.unpack("<I", head[8:12])[0] != masked_crc32c(head[:8]):
+        raise ValueError("length checksum mismatch (not a TFRecord, or damaged)")
+    body = f.read(length + 4)
+    if len(body) < length + 4:
+        raise ValueError("truncated record")
+    record = body[:length]
+    if struct.unpack("<I", body[length:])[0] != masked_crc32c(record):
+        raise ValueError("data checksum mismatch")
+    return record
+
+
+def check_example(record: bytes) -> str | None:
+    """Why ``record`` is not a usable example of the schema, or ``None``.
+
+    Every feature present with its type; waveforms of ``num_samples`` finite
+    samples; ``mixture == target + other + noise``.
+    """
+    import numpy as np
+
+    from vsep import schema
+
+    try:
+        ex = schema.decode(record)
+    except (ValueError, KeyError, IndexError, struct.error, UnicodeDecodeError) as e:
+        return f"not a vsep example ({e})"
+    for keys, kind in ((schema.WAVEFORMS, np.ndarray), (schema.STRINGS, str), (schema.FLOATS, float),
+                       (schema.INTS, int)):
+        for k in keys:
+            if not isinstance(ex.get(k), kind):
+                return f"feature {k!r} is missing or has the wrong type"
+    n = ex["num_samples"]
+    for k in schema.WAVEFORMS:
+        if len(ex[k]) != n:
+            return f"{k} has {len(ex[k])} samples, num_samples says {n}"
+        if not np.all(np.isfinite(ex[k])):
+            return f"{k} has NaN or inf samples"
+    if np.max(np.abs(ex["mixture"] - (ex["target"] + ex["other"] + ex["noise"])), initial=0.0) > 1e-5:
+        return "mixture is not the sum of its sources"
+    return None

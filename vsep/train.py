@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -71,6 +72,7 @@ class TrainingState:
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.dir, max_to_keep=2)
         self.state: dict[str, Any] = {"epoch": 0, "best_val_loss": None, "wait": 0, "stopped": False}
         self.patience = tcfg.patience
+        self.failed: str | None = None  # set when the loss becomes NaN: nothing more is saved
 
     def restore(self) -> int:
         """Load the checkpoint of the epoch ``state.json`` records, if any; returns the epoch to start from.
@@ -94,7 +96,18 @@ class TrainingState:
         state = self
 
         class Save(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                loss = (logs or {}).get("loss")
+                if loss is not None and not math.isfinite(float(loss)) and state.failed is None:
+                    done = state.state["epoch"]
+                    kept = f"the checkpoint of epoch {done} is kept" if done else "no checkpoint was written"
+                    state.failed = (f"the training loss became {float(loss)} at epoch {done + 1}, step {batch + 1}; "
+                                    f"stopped, {kept} (lower --learning-rate, or check the data)")
+                    self.model.stop_training = True
+
             def on_epoch_end(self, epoch, logs=None):
+                if state.failed:  # never overwrite the last good checkpoint with NaN weights
+                    return
                 logs = dict(logs or {})
                 val = logs.get("val_loss")
                 best = state.state["best_val_loss"]
@@ -224,6 +237,8 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         callbacks=callbacks,
         verbose=verbose,
     )
+    if state.failed:
+        raise ValueError(state.failed)
     print(
         f"train: epoch {state.state['epoch']}, best val_loss {state.state['best_val_loss']} "
         f"(epoch {state.state.get('best_epoch')}); model in {args.model_dir}"
