@@ -26,6 +26,7 @@ from beam_jobs.common import (
     counters,
     pipeline_options,
     print_counters,
+    quiet_workers,
     run_main,
     setup_logging,
     write_sorted_lines,
@@ -151,7 +152,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
     cfg = config.from_namespace(CollectConfig, args)
     storage.preflight(args.lake, *args.manifest)
     rows = manifest_rows(args)
-    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
+    with quiet_workers(), beam.Pipeline(options=pipeline_options(beam_args)) as p:
         _ = p | "Manifest" >> beam.Create(rows) | "Collect" >> Collect(args.lake, cfg)
     values = counters(p.result)
     storage.write_text(storage.join(args.lake, "collect.json"), config.dumps(cfg))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 NAMESPACE = "vsep"
 log = logging.getLogger("vsep")
@@ -23,13 +25,57 @@ def pipeline_options(beam_args: Sequence[str]):
     if not any(a == "--runner" or a.startswith("--runner=") for a in args):
         args.append("--runner=DirectRunner")
     if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
-        args.append("--default_sdk_harness_log_level=WARNING")  # worker processes: warnings only
+        import os
+
+        # worker processes: warnings only, errors only under the quiet terminal (vsep without --verbose)
+        args.append("--default_sdk_harness_log_level=" + ("ERROR" if os.environ.get("VSEP_QUIET") else "WARNING"))
     options = PipelineOptions(args)
     # Workers (local processes or Dataflow VMs) unpickle DoFns that refer to
     # module-level names; save_main_session is not needed because the code
     # lives in installed packages (vsep, beam_jobs) shipped by setup.py.
     options.view_as(SetupOptions).save_main_session = False
     return options
+
+
+NOISE = ("apitools not found", "Logging handler created", "No semi_persistent_directory",
+         "Discarding unparseable args", "FutureWarning", "warnings.warn(", "_python_version_support")
+
+
+@contextlib.contextmanager
+def quiet_workers() -> Iterator[None]:
+    """Drop Beam worker processes' start-up chatter from this process's stderr (fd 2).
+
+    Local worker processes inherit fd 2 and log a few harmless lines each on
+    start (:data:`NOISE`); under the quiet terminal (``vsep`` without
+    ``--verbose``) fd 2 goes through a pipe for the pipeline's run and every
+    other line is passed on unchanged.
+    """
+    if not os.environ.get("VSEP_QUIET"):
+        yield
+        return
+    import threading
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+
+    def pump() -> None:
+        with os.fdopen(read_fd, "rb") as lines, os.fdopen(os.dup(saved), "wb", buffering=0) as out:
+            for line in lines:
+                if not any(n.encode() in line for n in NOISE):
+                    out.write(line)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last writer held by this process
+        os.close(saved)
+        thread.join(timeout=5)
 
 
 def counter(name: str):

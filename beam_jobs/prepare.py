@@ -31,6 +31,7 @@ from beam_jobs.common import (
     counters,
     pipeline_options,
     print_counters,
+    quiet_workers,
     run_main,
     setup_logging,
     write_sorted_lines,
@@ -319,7 +320,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
     check_holdout(entries, cfg)
     run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     staging = storage.join(args.output, "_staging", run_id)
-    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
+    with quiet_workers(), beam.Pipeline(options=pipeline_options(beam_args)) as p:
         _ = p | "LakeIndex" >> beam.Create(entries) | "Prepare" >> Prepare(args.lake, staging, cfg)
     values = counters(p.result)
     shard_info = complete_shards(staging, cfg)

@@ -23,7 +23,40 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("vsep.demo", "the whole pipeline end to end on the embedded default data"),
 }
 
-USAGE = "usage: vsep [-h] [--version] COMMAND [options]\n"
+USAGE = "usage: vsep [-h] [--version] COMMAND [options] [--verbose]\n"
+VERBOSE_OPTION = ("collect", "prepare")  # commands whose own parser takes --verbose
+
+
+def quiet_libraries() -> None:
+    """Hide the libraries' start-up chatter (``--verbose`` keeps it).
+
+    google-api-core's Python-version FutureWarnings, Beam's "apitools not
+    found", TensorFlow's oneDNN and CPU-feature banners, and the same from Beam
+    worker processes (they inherit the environment).
+    """
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
+    os.environ.setdefault("VSEP_QUIET", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*apitools.*")
+    logging.getLogger().addFilter(_Quiet())
+    for name in ("apache_beam.runners.portability.local_job_service", "apache_beam.options.pipeline_options",
+                 "apache_beam.runners.worker.sdk_worker_main", "__main__"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+class _Quiet:
+    """A logging filter for the root logger: drops the known harmless start-up warnings."""
+
+    PATTERNS = ("apitools not found", "No semi_persistent_directory", "Discarding unparseable args")
+
+    def filter(self, record) -> bool:
+        msg = record.getMessage()
+        return not any(p in msg for p in self.PATTERNS)
 
 
 def _help() -> str:
@@ -45,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vsep {__version__}")
         return 0
     name, rest = args[0], args[1:]
+    if "--verbose" not in rest:
+        quiet_libraries()
+    elif name not in VERBOSE_OPTION:
+        rest = [a for a in rest if a != "--verbose"]
     if name not in COMMANDS:
         print(f"vsep: error: unknown command {name!r} (choose from {', '.join(COMMANDS)})", file=sys.stderr)
         return 2
