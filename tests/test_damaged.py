@@ -221,3 +221,50 @@ def test_lake_clip_changed_after_collect_is_named_and_skipped(tmp_path_factory, 
     assert "truncated or replaced after collect" in errors[0]["error"]
     assert manifest["counters"]["read_failures"] == 1 and sum(manifest["counts"].values()) > 0
     assert all(ex["target_id"] != victim.recording_id for ex in examples_of(out))
+
+
+def _train_ok(copy: Path, tmp_path: Path, capsys) -> tuple[str, list[dict]]:
+    from vsep import train as train_mod
+
+    model_dir = tmp_path / "skip"
+    capsys.readouterr()
+    rc = train_mod.main(["--data", str(copy), "--model-dir", str(model_dir), *MODEL_ARGS, *TRAIN_ARGS,
+                         "--skip-corrupt"])
+    out = capsys.readouterr()
+    assert rc == 0, out
+    history = [json.loads(x) for x in (model_dir / "history.jsonl").read_text().splitlines()]
+    return out.out.strip().splitlines()[-1], history
+
+
+def test_skip_corrupt_trains_on_the_rest_of_a_truncated_shard(copy, tmp_path, capsys):
+    shard = train_shard(copy)
+    records = manifest_of(copy)["shard_info"]["train"][0]["records"]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    last, history = _train_ok(copy, tmp_path, capsys)
+    left_out = history[-1]["skipped_records"]
+    assert 0 < left_out <= records and f"{left_out} damaged records left out" in last
+
+
+def test_skip_corrupt_leaves_out_exactly_the_invalid_records(copy, tmp_path, capsys):
+    import tensorflow as tf
+
+    from vsep.config import ModelConfig, TrainConfig
+    from vsep.dataset import make_dataset
+    from vsep.manifest import check_compatible, read_manifest
+
+    def two_bad(ex: dict) -> bytes:
+        return _nan(ex)
+
+    shard = rewrite(copy, two_bad)
+    m = read_manifest(str(copy))
+    cfg = ModelConfig(target=TARGET, depth=3, filters=4, patch_frames=16, frame_length=256, frame_step=64,
+                      fft_length=256)
+    files = check_compatible(m, cfg, "train", skip_corrupt=True)
+    assert m["skipped"] == {str(shard): {"bad": [0], "readable": None, "missing": False}}
+    n = sum(int(x.shape[0]) for x, _ in make_dataset(files, cfg, TrainConfig(), training=False, batch_size=4,
+                                                     skipped=m["skipped"]))
+    assert n == m["counts"]["train"] - 1
+    for x, y in make_dataset(files, cfg, TrainConfig(), training=False, batch_size=4, skipped=m["skipped"]):
+        assert bool(tf.reduce_all(tf.math.is_finite(x))) and bool(tf.reduce_all(tf.math.is_finite(y)))
+    last, history = _train_ok(copy, tmp_path, capsys)
+    assert history[-1]["skipped_records"] == 1 and "1 damaged records left out" in last

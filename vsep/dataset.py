@@ -162,18 +162,43 @@ def remix(mixture, sources, tcfg: TrainConfig, seed: int | None = None):
     return mixture * fix, tf.stack([target * fix, rest * fix], axis=1)
 
 
+def _reader(compression: str, skipped: dict):
+    """``file name -> dataset of its records``, leaving out what ``skipped`` names."""
+
+    def read(f):
+        return tf.data.TFRecordDataset(f, compression_type=compression, buffer_size=8 << 20)
+
+    if not skipped:
+        return read
+    limits = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        list(skipped), [-1 if s["readable"] is None else s["readable"] for s in skipped.values()],
+        tf.string, tf.int64), default_value=-1)
+    keys = [f"{uri}#{i}" for uri, s in skipped.items() for i in s["bad"]] or ["#"]
+    bad = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        keys, tf.ones(len(keys), tf.int64)), default_value=0)
+
+    def read_good(f):
+        ds = read(f).take(limits.lookup(f)).enumerate()  # never past a CRC failure
+        ds = ds.filter(lambda i, r: bad.lookup(tf.strings.join([f, "#", tf.strings.as_string(i)])) == 0)
+        return ds.map(lambda i, r: r)
+
+    return read_good
+
+
 def make_dataset(
     files: list[str],
     cfg: ModelConfig,
     tcfg: TrainConfig,
     training: bool,
     batch_size: int | None = None,
+    skipped: dict | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(mixture [B, n], sources [B, 2, n])`` from TFRecord shards.
 
     Training: files and examples shuffled, random crops, remix and gain
     augmentation, repeats forever. Evaluation: fixed order, centre crops,
-    one pass.
+    one pass. ``skipped`` (``manifest["skipped"]``, ``--skip-corrupt``): per
+    shard, record indices to leave out and how many records can be read.
     """
     batch = batch_size or tcfg.batch_size
     length = cfg.patch_samples()
@@ -182,7 +207,7 @@ def make_dataset(
     if training:
         ds = ds.shuffle(len(files), seed=tcfg.seed, reshuffle_each_iteration=True).repeat()
     ds = ds.interleave(
-        lambda f: tf.data.TFRecordDataset(f, compression_type=compression, buffer_size=8 << 20),
+        _reader(compression, skipped or {}),
         cycle_length=max(1, min(4, len(files))),
         block_length=4,
         num_parallel_calls=AUTOTUNE,

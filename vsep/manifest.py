@@ -41,7 +41,8 @@ def _cache_file(manifest: dict[str, Any]) -> str:
     return os.path.join(root, "verified", f"{key}.json")
 
 
-def verify_shards(manifest: dict[str, Any], splits: tuple[str, ...] = ("train", "val", "test")) -> None:
+def verify_shards(manifest: dict[str, Any], splits: tuple[str, ...] = ("train", "val", "test"),
+                  skip_corrupt: bool = False) -> None:
     """Check every shard of ``splits`` against the sizes and SHA-256 ``prepare`` recorded.
 
     Sizes are checked every time (cheap); checksums once per shard and data
@@ -50,6 +51,12 @@ def verify_shards(manifest: dict[str, Any], splits: tuple[str, ...] = ("train", 
     truncated or altered shard is :class:`vsep.shards.ShardError`, one line
     naming it. Manifests written before shard checksums existed are checked
     for missing shards only.
+
+    ``skip_corrupt``: damage is not an error; every record of the damaged
+    shards is read and ``manifest["skipped"]`` maps each such shard to the
+    records to leave out (``bad`` indices, ``readable``: how many records can
+    be read before a CRC or framing failure, ``None`` for all); a missing
+    shard is dropped from ``manifest["files"]``.
     """
     import os
 
@@ -74,7 +81,13 @@ def verify_shards(manifest: dict[str, Any], splits: tuple[str, ...] = ("train", 
             uri = storage.join(manifest["prefix"], entry["name"])
             stamp = [entry["sha256"], os.stat(uri).st_mtime_ns if "://" not in uri and os.path.exists(uri) else 0]
             known = done.get(uri) == stamp
-            check_shard(uri, entry, checksum=not known)
+            try:
+                check_shard(uri, entry, checksum=not known)
+            except ShardError:
+                if not skip_corrupt:
+                    raise
+                _plan_skips(manifest, split, uri)
+                continue
             if not known:
                 done[uri], changed = stamp, True
     if changed:
@@ -84,7 +97,31 @@ def verify_shards(manifest: dict[str, Any], splits: tuple[str, ...] = ("train", 
         os.replace(cache_path + ".tmp", cache_path)
 
 
-def check_compatible(manifest: dict[str, Any], cfg: ModelConfig, split: str) -> list[str]:
+def _plan_skips(manifest: dict[str, Any], split: str, uri: str) -> None:
+    """Record what of a damaged shard can be trained on (``--skip-corrupt``)."""
+    from vsep.shards import scan_shard
+
+    if not storage.exists(uri):
+        manifest["files"][split] = [f for f in manifest["files"][split] if f != uri]
+        manifest.setdefault("skipped", {})[uri] = {"bad": [], "readable": 0, "missing": True}
+        return
+    scan = scan_shard(uri, keep_going=True)
+    manifest.setdefault("skipped", {})[uri] = {"bad": scan.bad, "readable": scan.records if scan.stopped else None,
+                                               "missing": False}
+
+
+def skipped_records(manifest: dict[str, Any]) -> int:
+    """How many records ``--skip-corrupt`` leaves out (unreadable tails count as the manifest's remainder)."""
+    info = {storage.join(manifest["prefix"], e["name"]): e["records"]
+            for entries in manifest.get("shard_info", {}).values() for e in entries}
+    total = 0
+    for uri, s in manifest.get("skipped", {}).items():
+        expected = info.get(uri, 0)
+        total += len(s["bad"]) + (max(0, expected - s["readable"]) if s["readable"] is not None else 0)
+    return total
+
+
+def check_compatible(manifest: dict[str, Any], cfg: ModelConfig, split: str, skip_corrupt: bool = False) -> list[str]:
     """The shard files of ``split``; a clear ``ValueError`` if the data cannot feed the model."""
     rate = manifest["config"]["sample_rate"]
     if rate != cfg.sample_rate:
@@ -92,7 +129,10 @@ def check_compatible(manifest: dict[str, Any], cfg: ModelConfig, split: str) -> 
     files = manifest["files"].get(split, [])
     if not files or manifest["counts"].get(split, 0) == 0:
         raise ValueError(f"the {split} split of the data set is empty")
-    verify_shards(manifest, (split,))
+    verify_shards(manifest, (split,), skip_corrupt)
+    files = manifest["files"][split]
+    if not files:
+        raise ValueError(f"no readable shard is left in the {split} split")
     window = int(round(manifest["config"]["window_s"] * rate))
     if window < cfg.patch_samples():
         raise ValueError(

@@ -147,14 +147,14 @@ def check_shard(uri: str, expected: dict, checksum: bool = True) -> None:
         raise ShardError(f"shard {uri} has {n} bytes, the manifest says {expected['bytes']}: truncated or replaced")
     if not checksum:
         return
-    digest, records, problem = scan_shard(uri)
-    if digest != expected["sha256"]:
-        detail = f" (first bad record: {problem})" if problem else ""
+    scan = scan_shard(uri)
+    if scan.sha256 != expected["sha256"]:
+        detail = f" (first bad record: {scan.problem})" if scan.problem else ""
         raise ShardError(f"shard {uri} does not match its SHA-256 in the manifest: altered{detail}")
-    if problem:
-        raise ShardError(f"shard {uri} {problem}")
-    if records != expected["records"]:
-        raise ShardError(f"shard {uri} holds {records} records, the manifest says {expected['records']}")
+    if scan.problem:
+        raise ShardError(f"shard {uri} {scan.problem}")
+    if scan.records != expected["records"]:
+        raise ShardError(f"shard {uri} holds {scan.records} records, the manifest says {expected['records']}")
 
 
 class _Hashing:
@@ -169,14 +169,25 @@ class _Hashing:
         return data
 
 
-def scan_shard(uri: str) -> tuple[str, int, str | None]:
-    """``(sha256 of the file, records read, problem)``, streamed (memory: one record).
+@dataclass
+class Scan:
+    """What reading a whole shard found."""
 
-    ``problem`` is ``None``, or where reading stopped: ``record N: why`` for a
-    record that fails TFRecord's CRCs or the schema (:func:`check_example`).
+    sha256: str
+    records: int  # records read (up to a CRC or framing failure)
+    problem: str | None  # the first failure, ``record N: why``
+    bad: list[int]  # records that fail the schema (all of them when reading went on)
+    stopped: bool  # reading ended at a CRC or framing failure: nothing after it can be read
+
+
+def scan_shard(uri: str, keep_going: bool = False) -> Scan:
+    """Read every record of a shard, streamed (memory: one record), hashing the file.
+
+    A record that fails the schema (:func:`check_example`) stops the scan,
+    unless ``keep_going``; a CRC or framing failure always does.
     """
     gzipped = uri.endswith(".gz")
-    problem = None
+    problem, bad, stopped = None, [], False
     with storage.open_read(uri) as raw:
         hashed = _Hashing(raw)
         f = gzip.GzipFile(fileobj=hashed, mode="rb") if gzipped else hashed
@@ -185,14 +196,16 @@ def scan_shard(uri: str) -> tuple[str, int, str | None]:
             while head := f.read(12):
                 reason = check_example(_next_record(f, head))
                 if reason:
-                    problem = f"record {index}: {reason}"
-                    break
+                    problem = problem or f"record {index}: {reason}"
+                    bad.append(index)
+                    if not keep_going:
+                        break
                 index += 1
         except (OSError, EOFError, ValueError) as e:
-            problem = f"record {index}: {str(e).splitlines()[0]}"
+            problem, stopped = problem or f"record {index}: {str(e).splitlines()[0]}", True
         while hashed.read(8 << 20):
             pass
-    return hashed.hash.hexdigest(), index, problem
+    return Scan(hashed.hash.hexdigest(), index, problem, bad, stopped)
 
 
 def _next_record(f, head: bytes) -> bytes:

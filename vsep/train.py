@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, help="stop cleanly after this many minutes (resume later)")
     p.add_argument("--strategy", choices=distribute.STRATEGIES, default="default", help=distribute.HELP)
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    p.add_argument("--skip-corrupt", action="store_true",
+                   help="train on the readable records of damaged shards and count what was left out "
+                        "(default: a damaged shard stops the run before it starts)")
     config.add_arguments(p, ModelConfig)
     config.add_arguments(p, TrainConfig)
     return p
@@ -73,6 +76,7 @@ class TrainingState:
         self.state: dict[str, Any] = {"epoch": 0, "best_val_loss": None, "wait": 0, "stopped": False}
         self.patience = tcfg.patience
         self.failed: str | None = None  # set when the loss becomes NaN: nothing more is saved
+        self.skipped = 0  # damaged records left out (--skip-corrupt)
 
     def restore(self) -> int:
         """Load the checkpoint of the epoch ``state.json`` records, if any; returns the epoch to start from.
@@ -118,6 +122,8 @@ class TrainingState:
                     state.state["wait"] += 1
                 row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "time": round(time.time(), 1),
                        **{k: round(float(v), 5) for k, v in logs.items()}}
+                if state.skipped:
+                    row["skipped_records"] = state.skipped
                 _append_line(storage.join(state.model_dir, "history.jsonl"), json.dumps(row))
                 if state.state["wait"] >= state.patience:
                     state.state["stopped"] = True
@@ -171,11 +177,15 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     args.model_dir = distribute.task_model_dir(args.model_dir)  # non-chief workers: <model-dir>/workers/<task>
     storage.preflight(args.model_dir, args.data, args.config, args.init_from)
     mcfg, tcfg, data = resolve(args)
-    from vsep.manifest import check_compatible, read_manifest
+    from vsep.manifest import check_compatible, read_manifest, skipped_records
 
     manifest = read_manifest(data)
-    train_files = check_compatible(manifest, mcfg, "train")
-    val_files = check_compatible(manifest, mcfg, "val")
+    train_files = check_compatible(manifest, mcfg, "train", args.skip_corrupt)
+    val_files = check_compatible(manifest, mcfg, "val", args.skip_corrupt)
+    skipped = skipped_records(manifest)
+    if skipped:
+        damaged = ", ".join(u.rsplit("/", 1)[-1] for u in manifest["skipped"])
+        print(f"train: --skip-corrupt: leaving out {skipped} damaged records of {damaged}")
     if manifest["config"].get("target") != mcfg.target:
         raise ValueError(f"data set target {manifest['config'].get('target')!r} differs from model target {mcfg.target!r}")
     if storage.exists(storage.join(args.model_dir, model_io.CONFIG)):
@@ -201,6 +211,7 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         model.compile(optimizer=keras.optimizers.Adam(tcfg.learning_rate))
         model.optimizer.build(model.trainable_variables)
     state = TrainingState(args.model_dir, model, tcfg)
+    state.skipped = skipped
     initial_epoch = state.restore()
     if args.init_from and not initial_epoch:  # a resumed run keeps its own weights
         init_weights(model, mcfg, args.init_from)
@@ -209,10 +220,12 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         return state.state
     if initial_epoch:
         print(f"train: resuming from epoch {initial_epoch}")
-    train_ds = distribute.shard_inputs(make_dataset(train_files, mcfg, tcfg, training=True), len(train_files))
+    skips = manifest.get("skipped")
+    train_ds = distribute.shard_inputs(make_dataset(train_files, mcfg, tcfg, training=True, skipped=skips),
+                                       len(train_files))
     # a fixed set of validation batches, cached and repeated: every epoch scores the same patches
     val_steps = min(tcfg.validation_steps, -(-manifest["counts"]["val"] // tcfg.batch_size))
-    val_ds = make_dataset(val_files, mcfg, tcfg, training=False).take(val_steps).cache().repeat()
+    val_ds = make_dataset(val_files, mcfg, tcfg, training=False, skipped=skips).take(val_steps).cache().repeat()
     val_ds = distribute.shard_inputs(val_ds)
     callbacks = [
         state.callback(tcfg.steps_per_epoch),
@@ -239,9 +252,10 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     )
     if state.failed:
         raise ValueError(state.failed)
+    left_out = f"; {skipped} damaged records left out" if skipped else ""
     print(
         f"train: epoch {state.state['epoch']}, best val_loss {state.state['best_val_loss']} "
-        f"(epoch {state.state.get('best_epoch')}); model in {args.model_dir}"
+        f"(epoch {state.state.get('best_epoch')}); model in {args.model_dir}{left_out}"
     )
     return state.state
 
