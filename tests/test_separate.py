@@ -195,14 +195,14 @@ def _run_separate(capsys, out: Path, files, *extra: str, model: Path) -> tuple[i
     return rc, [s for s in cap.out.splitlines() if s.strip()], [s for s in cap.err.splitlines() if s.strip()]
 
 
-def _check_outputs(out: Path, src: Path, frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _check_outputs(out: Path, src: Path, frames: int | None = None, channels: int = 1) -> tuple[np.ndarray, np.ndarray]:
     info = sf.info(str(src))
     folder = out / src.stem
     assert sorted(p.name for p in folder.iterdir()) == sorted([f"{TARGET}.wav", "rest.wav"])
     ys = []
     for name in (TARGET, "rest"):
         o = sf.info(str(folder / f"{name}.wav"))
-        assert (o.frames, o.samplerate, o.channels) == (frames or info.frames, info.samplerate, 1), (src, name)
+        assert (o.frames, o.samplerate, o.channels) == (frames or info.frames, info.samplerate, channels), (src, name)
         y, _ = _read(folder / f"{name}.wav")
         assert np.all(np.isfinite(y))
         ys.append(y)
@@ -214,7 +214,7 @@ def test_separate_real_formats_keep_length_and_rate(model_dir, tmp_path, capsys)
     """mp3 48 and 44.1 kHz stereo, flac 16 kHz, wav 19980 Hz: exact length and rate out, and (Wiener
     masks) target + rest gives back the input, so no sample is lost, shifted or duplicated."""
     files = [MP3_48K, MP3_44K, FLAC_16K, WAV_ODD]
-    rc, out_lines, err = _run_separate(capsys, tmp_path / "out", files, "--wiener", model=model_dir)
+    rc, out_lines, err = _run_separate(capsys, tmp_path / "out", files, "--wiener", "--mono", model=model_dir)
     assert rc == 0, err
     assert len(out_lines) == len(files)
     for src in files:
@@ -251,7 +251,8 @@ def test_separate_batch_with_bad_files(model_dir, tmp_path, capsys):
     bad = [corrupt, empty, text, missing, truncated, nan]
     good = [MP3_48K, FLAC_16K]
     out = tmp_path / "out"
-    rc, out_lines, err = _run_separate(capsys, out, [good[0], *bad[:3], good[1], *bad[3:]], model=model_dir)
+    rc, out_lines, err = _run_separate(capsys, out, [good[0], *bad[:3], good[1], *bad[3:]], "--mono",
+                                       model=model_dir)
     assert rc == 1
     assert len(err) == len(bad), err
     for line in err:
@@ -369,7 +370,7 @@ def test_export_serves_without_vsep_and_matches_separate(model_dir, tmp_path, ca
     assert export.main(["--model", str(model_dir), "--output", str(export_dir), "--shifts", "2"]) == 0
     capsys.readouterr()
     doc = json.loads((export_dir / "assets" / "config.json").read_text())
-    assert doc.pop("separate") == {"wiener": False, "shifts": 2}
+    assert doc.pop("separate") == {"wiener": False, "shifts": 2, "precision": "float32"}
     assert doc == json.loads((model_dir / "config.json").read_text())
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
@@ -412,12 +413,12 @@ def separator(model_dir):
 @needs_data
 def test_api_matches_separate_for_mono_and_stereo(separator, model_dir, tmp_path, capsys):
     assert separator.target == TARGET and separator.sample_rate == RATE
-    rc, _, err = _run_separate(capsys, tmp_path / "out", [MP3_48K, FLAC_16K], model=model_dir)
+    rc, _, err = _run_separate(capsys, tmp_path / "out", [MP3_48K, FLAC_16K], "--mono", model=model_dir)
     assert rc == 0, err
     for src in (MP3_48K, FLAC_16K):
         x, rate = sf.read(src, dtype="float32", always_2d=True)
         wave = x if x.shape[1] > 1 else x[:, 0]
-        res = separator.separate(wave, rate)
+        res = separator.separate(wave, rate, mono=True)
         assert set(res) == {TARGET, "rest"}
         for y in res.values():
             assert y.shape == (len(x),) and y.dtype == np.float32 and np.all(np.isfinite(y))
@@ -429,11 +430,41 @@ def test_api_matches_separate_for_mono_and_stereo(separator, model_dir, tmp_path
             np.testing.assert_allclose(mono[TARGET], res[TARGET], rtol=0, atol=1e-6)
 
 
+@needs_data
+def test_separate_keeps_the_input_channels(model_dir, tmp_path, capsys):
+    """Stereo in, stereo out: same frames, rate and channels; with Wiener masks each channel's target + rest
+    gives that channel back (resampled 48 kHz -> 16 kHz -> 48 kHz: the band below 8 kHz must line up)."""
+    info = sf.info(str(MP3_48K))
+    assert info.channels == 2
+    rc, _, err = _run_separate(capsys, tmp_path / "out", [MP3_48K], "--wiener", model=model_dir)
+    assert rc == 0, err
+    t, r = _check_outputs(tmp_path / "out", MP3_48K, channels=2)
+    x, _ = sf.read(MP3_48K, dtype="float32", always_2d=True)
+    assert t.shape == r.shape == x.shape
+    for c in range(2):
+        snr = 10 * np.log10(np.sum(x[:, c] ** 2) / np.sum((t[:, c] + r[:, c] - x[:, c]) ** 2))
+        assert snr > 15, (c, snr)
+
+
+def test_channels_share_the_masks_of_the_downmix(separator):
+    x = _noise(3 * RATE + 17)
+    res = separator.separate(np.stack([x, 0.5 * x], axis=1), RATE)
+    mono = separator.separate(x, RATE)
+    for name in (TARGET, "rest"):
+        y = res[name]
+        assert y.shape == (len(x), 2) and y.dtype == np.float32
+        np.testing.assert_allclose(y[:, 1], 0.5 * y[:, 0], rtol=0, atol=1e-5)  # one mask, both channels
+        # masks are level-invariant: those of the downmix (0.75 x) are those of x
+        np.testing.assert_allclose(y[:, 0], mono[name], rtol=0, atol=1e-3)
+    down = separator.separate(np.stack([x, 0.5 * x], axis=1), RATE, mono=True)
+    assert down[TARGET].shape == (len(x),)
+
+
 def test_api_keeps_length_and_rate_of_synthetic_input(separator):
     x = _noise(44100 + 17)
     for wave in (x, np.stack([x, -0.5 * x], axis=1)):
         res = separator.separate(wave, 44100)
-        assert [y.shape for y in res.values()] == [(len(x),), (len(x),)]
+        assert [y.shape for y in res.values()] == [wave.shape, wave.shape]
         assert all(np.all(np.isfinite(y)) and np.std(y) > 1e-3 for y in res.values())
 
 

@@ -20,17 +20,20 @@ class Separator:
     """Separate the model's target speaker from everything else in a waveform."""
 
     def __init__(
-        self, model_dir: str | None = None, wiener: bool = _DEFAULTS.wiener, shifts: int = _DEFAULTS.shifts
+        self, model_dir: str | None = None, wiener: bool = _DEFAULTS.wiener, shifts: int = _DEFAULTS.shifts,
+        precision: str = _DEFAULTS.precision,
     ) -> None:
-        """``wiener`` and ``shifts`` as in ``vsep separate`` (:class:`vsep.config.SeparateConfig`)."""
+        """``wiener``, ``shifts``, ``precision`` as in ``vsep separate`` (:class:`vsep.config.SeparateConfig`)."""
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from vsep import inference, model_io
 
-        scfg = SeparateConfig(wiener=wiener, shifts=shifts)
+        scfg = SeparateConfig(wiener=wiener, shifts=shifts, precision=precision)
         scfg.validate()
         self.model = model_io.load(model_dir)
         self.cfg = self.model.cfg
-        self._separate = inference.build_separate_fn(self.model, wiener=scfg.wiener, shifts=scfg.shifts)
+        kw = {"wiener": scfg.wiener, "shifts": scfg.shifts, "precision": scfg.precision}
+        self._separate = inference.build_separate_fn(self.model, **kw)
+        self._separate_channels = inference.build_separate_fn(self.model, **kw, channels=True)
 
     @property
     def target(self) -> str:
@@ -40,9 +43,10 @@ class Separator:
     def sample_rate(self) -> int:
         return self.cfg.sample_rate
 
-    def separate(self, waveform: np.ndarray, sample_rate: int) -> dict[str, np.ndarray]:
+    def separate(self, waveform: np.ndarray, sample_rate: int, mono: bool = False) -> dict[str, np.ndarray]:
         """``waveform`` ``[samples]`` or ``[samples, channels]`` at ``sample_rate`` ->
-        ``{target: [samples], "rest": [samples]}`` float32 at the same rate and length."""
+        ``{target: y, "rest": y}`` float32 at the same rate, length and shape (``mono``: ``[samples]``,
+        the downmix); every channel is shaped by the masks of the downmix."""
         from vsep import audio, inference
 
         x = np.asarray(waveform, dtype=np.float32)
@@ -50,14 +54,17 @@ class Separator:
             raise ValueError(f"waveform must be [samples] or [samples, channels] with samples > 0, got {x.shape}")
         if not np.all(np.isfinite(x)):
             raise ValueError("waveform contains NaN or inf")
-        mono = audio.resample(audio.to_mono(x), sample_rate, self.sample_rate)
+        keep = x.ndim == 2 and x.shape[1] > 1 and not mono
+        rows = x.T if keep else audio.to_mono(x)[None]  # [channels, samples]
+        rows = np.stack([audio.resample(r, sample_rate, self.sample_rate) for r in rows])
+        fn = self._separate_channels if keep else (lambda w: self._separate(w[0])[:, None])
         block = 10 * self.sample_rate
-        blocks = (mono[i : i + block] for i in range(0, len(mono), block))
-        out = np.concatenate(list(inference.stream(blocks, self._separate, self.cfg)), axis=1)
+        blocks = (rows[:, i : i + block] for i in range(0, rows.shape[1], block))
+        out = np.concatenate(list(inference.stream(blocks, fn, self.cfg)), axis=-1)  # [2, channels, n]
         result = {}
         for name, y in zip((self.target, "rest"), out):
-            y = audio.resample(y, self.sample_rate, sample_rate)
-            result[name] = _fit(y, x.shape[0])
+            y = np.stack([_fit(audio.resample(c, self.sample_rate, sample_rate), x.shape[0]) for c in y], axis=1)
+            result[name] = y if keep else y[:, 0]
         return result
 
 

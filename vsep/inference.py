@@ -40,18 +40,19 @@ def ola_weights(length: int) -> np.ndarray:
 
 
 def mirror_extend(x, before, after):
-    """``x`` ``[n]`` extended by ``before`` and ``after`` samples of its mirror image
-    (``x``, reversed ``x``, ``x``, ... as often as needed) -> ``[before + n + after]``.
+    """``x`` ``[..., n]`` extended by ``before`` and ``after`` samples of its mirror image
+    (``x``, reversed ``x``, ``x``, ... as often as needed) along the last axis -> ``[..., before + n + after]``.
 
     Chunks at the edges of an input, and inputs shorter than a chunk, are filled
     with real audio rather than digital silence, which the model never saw in
     training and which skews its level normalisation. The padded part of the
     output is discarded. An empty ``x`` is extended with zeros.
     """
-    n = tf.shape(x)[0]
-    cycle = tf.concat([x, tf.reverse(x, [0]), tf.zeros([tf.maximum(0, 1 - n)])], 0)  # [2n], [1] if n == 0
-    index = tf.math.floormod(tf.range(-before, n + after), tf.shape(cycle)[0])
-    return tf.gather(cycle, index)
+    n = tf.shape(x)[-1]
+    lead = tf.shape(x)[:-1]
+    cycle = tf.concat([x, tf.reverse(x, [-1]), tf.zeros(tf.concat([lead, [tf.maximum(0, 1 - n)]], 0))], -1)
+    index = tf.math.floormod(tf.range(-before, n + after), tf.shape(cycle)[-1])
+    return tf.gather(cycle, index, axis=-1)
 
 
 def shift_offsets(cfg: ModelConfig, shifts: int) -> list[int]:
@@ -65,41 +66,64 @@ def shift_offsets(cfg: ModelConfig, shifts: int) -> list[int]:
     return [(k * hop) // shifts // step * step + (k * step) // shifts for k in range(shifts)]
 
 
-def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts: int = 1) -> Callable:
+def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts: int = 1,
+                      precision: str | None = None, channels: bool = False) -> Callable:
     """A ``tf.function``: waveform ``[samples]`` at the model's rate -> ``[2, samples]``.
 
     ``shifts`` passes (see :func:`shift_offsets`) are averaged; 1 is a single pass.
+    ``precision`` runs the U-Net in that arithmetic (same weights; default: the model's own).
+    ``channels``: the function takes ``[channels, samples]`` and returns
+    ``[2, channels, samples]``, every channel shaped by the masks of the downmix.
     """
+    if precision is not None and precision != getattr(model, "precision", "float32"):
+        from vsep.model_io import with_precision
+
+        model = with_precision(model, precision)
     cfg: ModelConfig = model.cfg
     length, hop = chunk_geometry(cfg)
     weights = tf.constant(ola_weights(length))
     offsets = shift_offsets(cfg, shifts)
 
-    def one_pass(waveform, offset: int):
-        """One pass whose chunk grid starts ``offset`` samples before the waveform."""
-        n = tf.shape(waveform)[0]
+    def run(chunks):
+        """``[b, R, L]`` (row 0 the downmix, rows 1.. the channels, or one row) -> ``[b, 2, R', L]``."""
+        if not channels:
+            return model(chunks[:, 0], training=False, wiener=wiener)[:, :, None]
+        return model.separate_channels(chunks[:, 0], chunks[:, 1:], wiener=wiener)
+
+    def one_pass(rows, offset: int):
+        """One pass over ``rows [R, n]`` whose chunk grid starts ``offset`` samples before them."""
+        n = tf.shape(rows)[-1]
         chunks_needed = tf.maximum(1, 1 + (n + offset - length + hop - 1) // hop)
         total = (chunks_needed - 1) * hop + length
-        padded = mirror_extend(waveform, offset, total - n - offset)
-        chunks = tf.signal.frame(padded, length, hop)  # [C, L]
+        padded = mirror_extend(rows, offset, total - n - offset)
+        chunks = tf.transpose(tf.signal.frame(padded, length, hop), [1, 0, 2])  # [C, R, L]
         count = tf.shape(chunks)[0]
         outputs = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
         for start in tf.range(0, count, batch_chunks):
-            batch = chunks[start : start + batch_chunks]
-            out = model(batch, training=False, wiener=wiener)  # [b, 2, L]
-            outputs = outputs.write(start // batch_chunks, out)
-        per_chunk = outputs.concat()  # [C, 2, L]
-        weighted = tf.transpose(per_chunk, [1, 0, 2]) * weights  # [2, C, L]
+            outputs = outputs.write(start // batch_chunks, run(chunks[start : start + batch_chunks]))
+        per_chunk = outputs.concat()  # [C, 2, R', L]
+        weighted = tf.transpose(per_chunk, [1, 2, 0, 3]) * weights  # [2, R', C, L]
         summed = tf.signal.overlap_and_add(weighted, hop)
         norm = tf.signal.overlap_and_add(tf.tile(weights[None], [count, 1]), hop)
-        return (summed / norm)[:, offset : offset + n]
+        return (summed / norm)[..., offset : offset + n]  # [2, R', n]
+
+    def average(rows):
+        total = 0.0
+        for offset in offsets:  # a Python loop: one pass each in the graph
+            total += one_pass(rows, offset)
+        return total / len(offsets)
+
+    if channels:
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)], reduce_retracing=True)
+        def separate_channels(waveform):
+            rows = tf.concat([tf.reduce_mean(waveform, axis=0, keepdims=True), waveform], 0)
+            return average(rows)
+
+        return separate_channels
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)], reduce_retracing=True)
     def separate(waveform):
-        total = tf.zeros([2, tf.shape(waveform)[0]])
-        for offset in offsets:  # a Python loop: one pass each in the graph
-            total += one_pass(waveform, offset)
-        return total / len(offsets)
+        return average(waveform[None])[:, 0]
 
     return separate
 
@@ -114,22 +138,27 @@ def stream(
 
     Yields ``[2, k]`` arrays whose concatenation equals ``separate(whole input)``.
     Segments of ``segment_chunks`` chunk hops are processed with one chunk of
-    context on each side, on the same chunk grid as the whole input.
+    context on each side, on the same chunk grid as the whole input. Blocks
+    may also be ``[channels, k]`` (for a ``channels`` function): then the
+    pieces are ``[2, channels, k]``.
     """
     length, hop = chunk_geometry(cfg)
     segment = segment_chunks * hop
     context = -(-length // hop) * hop  # >= L, a multiple of H: same grid, full coverage
-    buf = np.zeros(0, dtype=np.float32)
-    buf_start = 0  # input index of buf[0]
+    buf = None
+    buf_start = 0  # input index of buf[..., 0]
     done = 0  # outputs emitted so far
     for block in blocks:
-        buf = np.concatenate([buf, np.asarray(block, dtype=np.float32)])
-        while buf_start + len(buf) >= done + segment + context:
+        block = np.asarray(block, dtype=np.float32)
+        buf = block if buf is None else np.concatenate([buf, block], axis=-1)
+        while buf_start + buf.shape[-1] >= done + segment + context:
             yield _segment(separate, buf, buf_start, done, done + segment, context, final=False)
             done += segment
             keep_from = max(0, done - context) - buf_start
-            buf, buf_start = buf[keep_from:], buf_start + keep_from
-    end = buf_start + len(buf)
+            buf, buf_start = buf[..., keep_from:], buf_start + keep_from
+    if buf is None:
+        buf = np.zeros(0, dtype=np.float32)
+    end = buf_start + buf.shape[-1]
     if end > done or done == 0:
         yield _segment(separate, buf, buf_start, done, end, context, final=True)
 
@@ -137,7 +166,7 @@ def stream(
 def _segment(separate, buf, buf_start, a, b, context, final):
     """Outputs for input samples ``[a, b)``, computed from ``[a - context, b + context)``."""
     lo = max(0, a - context)
-    hi = len(buf) + buf_start if final else b + context
-    x = buf[lo - buf_start : hi - buf_start]
+    hi = buf.shape[-1] + buf_start if final else b + context
+    x = buf[..., lo - buf_start : hi - buf_start]
     out = separate(tf.constant(x)).numpy()
-    return out[:, a - lo : b - lo]
+    return out[..., a - lo : b - lo]

@@ -189,6 +189,19 @@ class SeparationModel(keras.Model):
             masks = power / (tf.reduce_sum(power, axis=-1, keepdims=True) + EPS)
         return tf.stack([spectrum * masks[..., k : k + 1] for k in range(2)], axis=1)
 
+    def separate_channels(self, mono, channels, wiener=False):
+        """Masks from ``mono [B, L]`` applied to every channel of ``channels [B, C, L]`` -> ``[B, 2, C, L]``.
+
+        Multichannel input keeps its layout: one set of masks (computed on the
+        downmix) shapes every channel, so stereo in gives stereo out.
+        """
+        masks = self.masks(self.stft(mono))  # [B, T, F, 2]
+        b, c, length = tf.shape(channels)[0], tf.shape(channels)[1], tf.shape(channels)[2]
+        spectra = self.stft(tf.reshape(channels, [b * c, length]))  # [B*C, T, F, 2]
+        est = self.separate_spectra(spectra, tf.repeat(masks, c, axis=0), wiener)  # [B*C, 2, T, F, 2]
+        waves = tf.stack([self.istft(est[:, k], length=length) for k in range(2)], axis=1)  # [B*C, 2, L]
+        return tf.transpose(tf.reshape(waves, [b, c, 2, length]), [0, 2, 1, 3])
+
     def call(self, waveform, training=False, wiener=False):
         spectrum = self.stft(waveform)
         masks = self.masks(spectrum, training=training)

@@ -104,3 +104,14 @@ def save_weights(model, model_dir: str) -> None:
     tmp = os.path.join(model_dir, "tmp." + WEIGHTS)
     model.save_weights(tmp)
     os.replace(tmp, target)
+
+
+def with_precision(model, precision: str):
+    """The same model (same weights) computing its U-Net in ``precision``."""
+    from vsep.model import SeparationModel
+
+    if getattr(model, "precision", "float32") == precision:
+        return model
+    other = SeparationModel(model.cfg, model.train_cfg, precision=precision).build_for()
+    other.set_weights(model.get_weights())
+    return other

@@ -4,7 +4,8 @@
 
 Inputs and ``OUT`` may be local or ``gs://``. For each input writes
 ``OUT/<input stem>/<target>.wav`` and ``OUT/<input stem>/rest.wav`` with the
-input's length and sample rate. Any length, format (libsndfile's, ffmpeg's),
+input's length, sample rate and channels (``--mono``: one channel): the masks
+are computed on the downmix and shape every channel. Any length, format (libsndfile's, ffmpeg's),
 rate and channel count: the input is streamed in blocks, downmixed, resampled
 to the model's rate, separated by :mod:`vsep.inference` (fixed-size chunks,
 overlap-add) and resampled back, so memory stays bounded for hour-long files
@@ -41,6 +42,7 @@ class Opened:
     frames: int
     rate: int
     cleanup: Callable[[], None]
+    channels: int = 1
 
 
 def open_input(path: str) -> Opened:
@@ -61,7 +63,7 @@ def open_input(path: str) -> Opened:
         raise AudioError(f"{path}: empty file")
     try:
         info = sf.info(path)
-        return Opened(path, int(info.frames), int(info.samplerate), lambda: None)
+        return Opened(path, int(info.frames), int(info.samplerate), lambda: None, int(info.channels))
     except Exception as first:  # noqa: BLE001 - libsndfile raises several types
         ffmpeg = shutil.which("ffmpeg")
         if ffmpeg is None:
@@ -77,7 +79,8 @@ def open_input(path: str) -> Opened:
             shutil.rmtree(tmp, ignore_errors=True)
             raise AudioError(f"{path}: cannot decode ({_first_line(first)})") from None
         info = sf.info(wav)
-        return Opened(wav, int(info.frames), int(info.samplerate), lambda: shutil.rmtree(tmp, ignore_errors=True))
+        return Opened(wav, int(info.frames), int(info.samplerate), lambda: shutil.rmtree(tmp, ignore_errors=True),
+                      int(info.channels))
 
 
 def _open_remote(uri: str) -> Opened:
@@ -98,40 +101,45 @@ def _open_remote(uri: str) -> Opened:
         stack.close()
         raise
     stack.callback(opened.cleanup)
-    return Opened(opened.path, opened.frames, opened.rate, stack.close)
+    return Opened(opened.path, opened.frames, opened.rate, stack.close, opened.channels)
 
 
 def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
-def read_blocks(opened: Opened, model_rate: int, progress=None) -> Iterator[np.ndarray]:
-    """Mono blocks at the model's rate (streamed resampling)."""
+def read_blocks(opened: Opened, model_rate: int, progress=None, channels: bool = False) -> Iterator[np.ndarray]:
+    """Blocks at the model's rate (streamed resampling): mono ``[k]``, or ``[channels, k]`` with ``channels``."""
     import soundfile as sf
     import soxr
 
     from vsep.audio import AudioError
 
-    resampler = soxr.ResampleStream(opened.rate, model_rate, 1, dtype="float32") if opened.rate != model_rate else None
+    width = opened.channels if channels else 1
+    resampler = soxr.ResampleStream(opened.rate, model_rate, width, dtype="float32") \
+        if opened.rate != model_rate else None
     block = max(1, int(BLOCK_S * opened.rate))
     with sf.SoundFile(opened.path) as f:
         while True:
             data = f.read(block, dtype="float32", always_2d=True)
             last = len(data) < block
-            mono = data.mean(axis=1).astype(np.float32)
-            if not np.all(np.isfinite(mono)):
+            x = data if channels else data.mean(axis=1, keepdims=True).astype(np.float32)
+            if not np.all(np.isfinite(x)):
                 raise AudioError(f"{opened.path}: samples contain NaN or inf")
             if progress is not None:
                 progress.update(len(data))
-            yield resampler.resample_chunk(mono, last=last) if resampler else mono
+            if resampler:
+                x = resampler.resample_chunk(np.ascontiguousarray(x), last=last).reshape(-1, width)
+            yield np.ascontiguousarray(x.T) if channels else x[:, 0]
             if last:
                 return
 
 
 class Writer:
-    """Two WAV files at the input's rate, resampled back from the model's rate, exact length."""
+    """Two WAV files at the input's rate and channel count, resampled back from the model's rate, exact length."""
 
-    def __init__(self, folder: Path, names: tuple[str, str], rate: int, model_rate: int, frames: int) -> None:
+    def __init__(self, folder: Path, names: tuple[str, str], rate: int, model_rate: int, frames: int,
+                 channels: int = 1) -> None:
         import soundfile as sf
         import soxr
 
@@ -139,16 +147,19 @@ class Writer:
         folder.mkdir(parents=True, exist_ok=True)
         self.final = [folder / f"{n}.wav" for n in names]
         self.tmp = [folder / f".{n}.wav.partial" for n in names]
-        self.files = [sf.SoundFile(p, "w", samplerate=rate, channels=1, subtype="PCM_16", format="WAV") for p in self.tmp]
-        self.resamplers = [soxr.ResampleStream(model_rate, rate, 1, dtype="float32") for _ in names] if rate != model_rate else None
+        self.channels = channels
+        self.files = [sf.SoundFile(p, "w", samplerate=rate, channels=channels, subtype="PCM_16", format="WAV")
+                      for p in self.tmp]
+        self.resamplers = [soxr.ResampleStream(model_rate, rate, channels, dtype="float32") for _ in names] \
+            if rate != model_rate else None
         self.remaining = frames
 
     def write(self, out: np.ndarray, last: bool = False) -> None:
-        """``out``: ``[2, k]`` at the model's rate."""
+        """``out``: ``[2, k]`` (mono) or ``[2, channels, k]`` at the model's rate."""
         for i, f in enumerate(self.files):
-            x = out[i]
+            x = out[i].T.reshape(-1, self.channels)  # [k, channels]
             if self.resamplers:
-                x = self.resamplers[i].resample_chunk(np.ascontiguousarray(x), last=last)
+                x = self.resamplers[i].resample_chunk(np.ascontiguousarray(x), last=last).reshape(-1, self.channels)
             n = min(len(x), self.remaining)
             if n:
                 f.write(np.clip(x[:n], -1.0, 1.0))
@@ -157,7 +168,7 @@ class Writer:
     def close(self, ok: bool) -> list[Path]:
         for f in self.files:
             if ok and self.remaining > 0:  # resampler rounding: pad the last samples
-                f.write(np.zeros(self.remaining, dtype=np.float32))
+                f.write(np.zeros((self.remaining, self.channels), dtype=np.float32))
             f.close()
         if not ok:
             for p in self.tmp:
@@ -182,12 +193,15 @@ def folder_names(paths: Sequence[str]) -> list[str]:
 
 
 def separate_file(
-    path: str, out_dir: str | Path, separate_fn, cfg, show_progress: bool = True, name: str | None = None
+    path: str, out_dir: str | Path, separate_fn, cfg, show_progress: bool = True, name: str | None = None,
+    channels_fn=None,
 ) -> list[str]:
     """Separate one file into ``out_dir/<name or stem>/{target,rest}.wav``; raises AudioError for bad input.
 
     ``path`` and ``out_dir`` may be local or ``gs://`` (the WAVs are written
-    locally and uploaded once complete). Returns the paths written.
+    locally and uploaded once complete). A multichannel input keeps its
+    channels when ``channels_fn`` (:func:`vsep.inference.build_separate_fn`
+    with ``channels=True``) is given, else it is downmixed. Returns the paths written.
     """
     from tqdm import tqdm
 
@@ -200,13 +214,16 @@ def separate_file(
             from vsep.audio import AudioError
 
             raise AudioError(f"{path}: no samples (zero-length audio)")
+        multi = channels_fn is not None and opened.channels > 1
         with storage.local_folder(folder) as local:
-            writer = Writer(Path(local), (cfg.target, "rest"), opened.rate, cfg.sample_rate, opened.frames)
+            writer = Writer(Path(local), (cfg.target, "rest"), opened.rate, cfg.sample_rate, opened.frames,
+                            opened.channels if multi else 1)
             ok = False
             try:
                 with tqdm(total=opened.frames, unit="smp", unit_scale=True, desc=Path(path).name, leave=False,
                           disable=not show_progress, file=sys.stderr) as bar:
-                    pieces = inference.stream(read_blocks(opened, cfg.sample_rate, bar), separate_fn, cfg)
+                    blocks = read_blocks(opened, cfg.sample_rate, bar, channels=multi)
+                    pieces = inference.stream(blocks, channels_fn if multi else separate_fn, cfg)
                     pending = next(pieces)
                     for piece in pieces:
                         writer.write(pending)
@@ -226,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model directory (default: the bundled model)")
     p.add_argument("--output-dir", "-o", required=True, help="where <stem>/<target>.wav and <stem>/rest.wav go")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--mono", action="store_true",
+                   help="write one channel (the downmix) even for multichannel input (default: the input's channels, "
+                        "every channel shaped by the masks of the downmix)")
     config.add_arguments(p, config.SeparateConfig)
     return p
 
@@ -245,10 +265,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vsep separate: error: {e}", file=sys.stderr)
         return 2
     separate_fn = inference.build_separate_fn(model, **config.to_dict(scfg))
+    channels_fn = None if args.mono else inference.build_separate_fn(model, **config.to_dict(scfg), channels=True)
     failed = 0
     for path, name in zip(args.files, folder_names(args.files)):
         try:
-            files = separate_file(path, args.output_dir, separate_fn, model.cfg, not args.no_progress, name)
+            files = separate_file(path, args.output_dir, separate_fn, model.cfg, not args.no_progress, name,
+                                  channels_fn=channels_fn)
             print("  ".join(files))
         except (AudioError, RuntimeError, OSError) as e:
             failed += 1
