@@ -51,3 +51,24 @@ def test_ordinary_runs_are_quiet_and_verbose_is_not(tmp_path):
     assert "examples_train" in r.stdout
     r = vsep("prepare", "--lake", lake, "--output", str(tmp_path / "data"), "--target", TARGET, "--verbose", *workers)
     assert r.returncode == 0 and noise(r.stderr), "--verbose shows the libraries' messages"
+
+
+@needs_data
+def test_corrupt_mp3_is_cannot_decode_without_decoder_chatter(tmp_path):
+    import random
+
+    src = (DATA / "speakers" / TARGET / "quotes_canada.mp3").read_bytes()
+    flipped = bytearray(src)
+    rng = random.Random(0)
+    for _ in range(2000):
+        flipped[rng.randrange(1000, len(flipped))] = rng.randrange(256)
+    files = {"truncated.mp3": src[:20000], "flipped.mp3": bytes(flipped), "garbage.mp3": os.urandom(30000)}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    r = vsep("separate", "--no-progress", "-o", str(tmp_path / "out"), *(str(tmp_path / n) for n in files))
+    assert r.returncode == 1  # one input failed, the others were written
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "garbage.mp3: cannot decode" in err[0], err
+    assert "does not exist" not in r.stderr and "Note:" not in r.stderr and "Xing" not in r.stderr
+    assert (tmp_path / "out" / "truncated" / f"{TARGET}.wav").exists()
+    assert (tmp_path / "out" / "flipped" / f"{TARGET}.wav").exists()

@@ -6,15 +6,41 @@ Waveforms are float32 numpy arrays of shape ``[samples]`` (mono) or
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
 import subprocess
+from collections.abc import Iterator
 
 import numpy as np
 
 
 class AudioError(ValueError):
     """A recording that cannot be decoded or used; the message is one line."""
+
+
+@contextlib.contextmanager
+def muted_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 around a decoder call (libsndfile's mpg123 prints "Note: ..." lines there).
+
+    Only for short, synchronous library calls: anything written to fd 2
+    meanwhile, by any thread, is dropped. ``VSEP_QUIET`` unset (``--verbose``)
+    leaves it alone.
+    """
+    import os
+
+    if not os.environ.get("VSEP_QUIET"):
+        yield
+        return
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def decode(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, int]:
@@ -28,7 +54,8 @@ def decode(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     try:
-        audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with muted_stderr():
+            audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except Exception as sf_error:  # noqa: BLE001 - libsndfile raises several types
         audio, rate = _decode_ffmpeg(data, name, sf_error)
     if audio.shape[0] == 0:

@@ -53,7 +53,7 @@ def open_input(path: str) -> Opened:
     import soundfile as sf
 
     from vsep import storage
-    from vsep.audio import AudioError
+    from vsep.audio import AudioError, muted_stderr
 
     if storage.is_remote(path):
         return _open_remote(path)
@@ -62,7 +62,8 @@ def open_input(path: str) -> Opened:
     if os.path.getsize(path) == 0:
         raise AudioError(f"{path}: empty file")
     try:
-        info = sf.info(path)
+        with muted_stderr():
+            info = sf.info(path)
         return Opened(path, int(info.frames), int(info.samplerate), lambda: None, int(info.channels))
     except Exception as first:  # noqa: BLE001 - libsndfile raises several types
         ffmpeg = shutil.which("ffmpeg")
@@ -77,7 +78,9 @@ def open_input(path: str) -> Opened:
         )
         if proc.returncode != 0 or not os.path.exists(wav):
             shutil.rmtree(tmp, ignore_errors=True)
-            raise AudioError(f"{path}: cannot decode ({_first_line(first)})") from None
+            said = proc.stderr.decode(errors="replace").strip().splitlines()  # ffmpeg's reason: libsndfile's
+            reason = said[-1].split(": ", 1)[-1] if said else _first_line(first)  # may claim a missing file
+            raise AudioError(f"{path}: cannot decode (ffmpeg: {reason[:200]})") from None
         info = sf.info(wav)
         return Opened(wav, int(info.frames), int(info.samplerate), lambda: shutil.rmtree(tmp, ignore_errors=True),
                       int(info.channels))
@@ -113,15 +116,18 @@ def read_blocks(opened: Opened, model_rate: int, progress=None, channels: bool =
     import soundfile as sf
     import soxr
 
-    from vsep.audio import AudioError
+    from vsep.audio import AudioError, muted_stderr
 
     width = opened.channels if channels else 1
     resampler = soxr.ResampleStream(opened.rate, model_rate, width, dtype="float32") \
         if opened.rate != model_rate else None
     block = max(1, int(BLOCK_S * opened.rate))
-    with sf.SoundFile(opened.path) as f:
+    with muted_stderr():
+        f = sf.SoundFile(opened.path)
+    with f:
         while True:
-            data = f.read(block, dtype="float32", always_2d=True)
+            with muted_stderr():
+                data = f.read(block, dtype="float32", always_2d=True)
             last = len(data) < block
             x = data if channels else data.mean(axis=1, keepdims=True).astype(np.float32)
             if not np.all(np.isfinite(x)):
