@@ -81,7 +81,8 @@ def load(model_dir: str | None = None):
     weights = storage.join(model_dir, WEIGHTS)
     if not storage.exists(weights):
         raise ModelDirError(f"{model_dir}: no trained weights ({WEIGHTS})")
-    model = SeparationModel(mcfg, tcfg).build_for()
+    # the shortest input that makes every weight (a patch's worth of U-Net work would cost start-up time)
+    model = SeparationModel(mcfg, tcfg).build_for(mcfg.patch_samples(2**mcfg.depth))
     with storage.local_file(weights) as local:  # h5 files are read through a local path
         try:
             model.load_weights(local)
