@@ -393,6 +393,24 @@ def test_export_serves_without_vsep_and_matches_separate(model_dir, tmp_path, ca
     np.testing.assert_allclose(r, served[1], rtol=0, atol=2 * LSB)
 
 
+def test_bfloat16_separation_and_export_stay_close_to_float32(model_dir, tmp_path, capsys):
+    from vsep import inference
+
+    x = _noise(3 * RATE)
+    model = model_io.load(str(model_dir))
+    f32 = inference.build_separate_fn(model)(tf.constant(x)).numpy()
+    bf16 = inference.build_separate_fn(model, precision="mixed_bfloat16")(tf.constant(x)).numpy()
+    rel = np.sqrt(np.mean((f32 - bf16) ** 2) / np.mean(f32**2))
+    assert bf16.dtype == np.float32 and 0 < rel < 0.05, rel
+    auto = model_io.resolve_precision("auto")
+    assert auto == ("mixed_bfloat16" if model_io.cpu_has_bf16() else "float32")
+    export_dir = tmp_path / "bf16"
+    assert export.main(["--model", str(model_dir), "--output", str(export_dir), "--shifts", "1",
+                        "--precision", "mixed_bfloat16"]) == 0
+    served = tf.saved_model.load(str(export_dir)).signatures["serving_default"](waveform=tf.constant(x))
+    np.testing.assert_allclose(served["target"].numpy(), bf16[0], rtol=0, atol=1e-4)
+
+
 def test_export_of_a_missing_model_exits_2(tmp_path, capsys):
     assert export.main(["--model", str(tmp_path / "nowhere"), "--output", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

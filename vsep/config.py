@@ -227,15 +227,15 @@ class SeparateConfig:
     wiener: bool = opt(False, "ratio-normalised (Wiener-style) masks: target + rest = the input")
     shifts: int = opt(2, "average this many passes offset by a fraction of a chunk hop and off the STFT frame "
                       "grid (test-time shift averaging; 1: a single pass): each costs one more forward pass")
-    precision: str = opt("float32", "U-Net arithmetic at inference: 'float32' or 'mixed_bfloat16' (bfloat16 "
-                         "compute on CPUs with AMX/AVX512-BF16; STFT, masks and output stay float32)",
-                         choices=PRECISIONS)
+    precision: str = opt("float32", "U-Net arithmetic at inference: 'float32', 'mixed_bfloat16' (bfloat16 "
+                         "compute; STFT, masks and output stay float32) or 'auto' (bfloat16 where the CPU has "
+                         "AMX or AVX512-BF16 units, else float32)", choices=(*PRECISIONS, "auto"))
 
     def validate(self) -> None:
         if self.shifts < 1:
             raise ValueError(f"shifts must be >= 1, got {self.shifts}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+        if self.precision not in (*PRECISIONS, "auto"):
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, auto")
 
 
 CROSS_CONDITIONS = ("voices", "noise", "room", "soundalike")

@@ -27,8 +27,11 @@ def build_module(model, scfg: SeparateConfig | None = None):
     import tensorflow as tf
 
     from vsep.inference import build_separate_fn
+    from vsep.model_io import with_precision
 
-    separate = build_separate_fn(model, **to_dict(scfg or SeparateConfig()))
+    scfg = scfg or SeparateConfig()
+    model = with_precision(model, scfg.precision)  # the served graph tracks the model it computes with
+    separate = build_separate_fn(model, **to_dict(scfg))
 
     class VsepServing(tf.Module):
         def __init__(self) -> None:

@@ -107,10 +107,28 @@ def save_weights(model, model_dir: str) -> None:
     os.replace(tmp, target)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic units (AMX or AVX512-BF16), from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` -> ``mixed_bfloat16`` on CPUs with bfloat16 units, else ``float32``; other values as given."""
+    if precision != "auto":
+        return precision
+    return "mixed_bfloat16" if cpu_has_bf16() else "float32"
+
+
 def with_precision(model, precision: str):
-    """The same model (same weights) computing its U-Net in ``precision``."""
+    """The same model (same weights) computing its U-Net in ``precision`` (``auto``: :func:`resolve_precision`)."""
     from vsep.model import SeparationModel
 
+    precision = resolve_precision(precision)
     if getattr(model, "precision", "float32") == precision:
         return model
     other = SeparationModel(model.cfg, model.train_cfg, precision=precision).build_for()
