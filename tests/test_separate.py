@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vsep import export, model_io, separate
+from vsep import config, export, model_io, separate
 from vsep.config import ModelConfig, TrainConfig
 
 from realdata import DATA, TARGET, needs_data
@@ -370,7 +370,7 @@ def test_export_serves_without_vsep_and_matches_separate(model_dir, tmp_path, ca
     assert export.main(["--model", str(model_dir), "--output", str(export_dir), "--shifts", "2"]) == 0
     capsys.readouterr()
     doc = json.loads((export_dir / "assets" / "config.json").read_text())
-    assert doc.pop("separate") == {"wiener": False, "shifts": 2, "precision": "float32"}
+    assert doc.pop("separate") == {"wiener": False, "shifts": 2, "target_floor": 0.3, "precision": "float32"}
     assert doc == json.loads((model_dir / "config.json").read_text())
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
@@ -383,7 +383,8 @@ def test_export_serves_without_vsep_and_matches_separate(model_dir, tmp_path, ca
     served = np.stack([np.load(tmp_path / "target.npy"), np.load(tmp_path / "rest.npy")])
     x, _ = _mono(FLAC_16K)
     assert served.shape == (2, len(x)) and np.all(np.isfinite(served))
-    shifted = inference.build_separate_fn(model_io.load(str(model_dir)), shifts=2)
+    floor = config.SeparateConfig().target_floor  # vsep export's default, baked into the graph
+    shifted = inference.build_separate_fn(model_io.load(str(model_dir)), shifts=2, target_floor=floor)
     np.testing.assert_allclose(served, shifted(tf.constant(x)).numpy(), rtol=0, atol=1e-5)
     # and what `vsep separate --shifts 2` wrote for the same file (16-bit WAVs)
     rc, _, err = _run_separate(capsys, tmp_path / "out", [FLAC_16K], "--shifts", "2", model=model_dir)
@@ -406,7 +407,7 @@ def test_bfloat16_separation_and_export_stay_close_to_float32(model_dir, tmp_pat
     assert auto == ("mixed_bfloat16" if model_io.cpu_has_bf16() else "float32")
     export_dir = tmp_path / "bf16"
     assert export.main(["--model", str(model_dir), "--output", str(export_dir), "--shifts", "1",
-                        "--precision", "mixed_bfloat16"]) == 0
+                        "--precision", "mixed_bfloat16", "--target-floor", "0"]) == 0
     served = tf.saved_model.load(str(export_dir)).signatures["serving_default"](waveform=tf.constant(x))
     np.testing.assert_allclose(served["target"].numpy(), bf16[0], rtol=0, atol=1e-4)
 

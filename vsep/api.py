@@ -21,17 +21,19 @@ class Separator:
 
     def __init__(
         self, model_dir: str | None = None, wiener: bool = _DEFAULTS.wiener, shifts: int = _DEFAULTS.shifts,
-        precision: str = _DEFAULTS.precision,
+        precision: str = _DEFAULTS.precision, target_floor: float = _DEFAULTS.target_floor,
     ) -> None:
-        """``wiener``, ``shifts``, ``precision`` as in ``vsep separate`` (:class:`vsep.config.SeparateConfig`)."""
+        """``wiener``, ``shifts``, ``precision``, ``target_floor`` as in ``vsep separate``
+        (:class:`vsep.config.SeparateConfig`)."""
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from vsep import inference, model_io
 
-        scfg = SeparateConfig(wiener=wiener, shifts=shifts, precision=precision)
+        scfg = SeparateConfig(wiener=wiener, shifts=shifts, precision=precision, target_floor=target_floor)
         scfg.validate()
         self.model = model_io.load(model_dir)
         self.cfg = self.model.cfg
-        kw = {"wiener": scfg.wiener, "shifts": scfg.shifts, "precision": scfg.precision}
+        kw = {"wiener": scfg.wiener, "shifts": scfg.shifts, "precision": scfg.precision,
+              "target_floor": scfg.target_floor}
         self._separate = inference.build_separate_fn(self.model, **kw)
         self._separate_channels = inference.build_separate_fn(self.model, **kw, channels=True)
 

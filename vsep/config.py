@@ -227,6 +227,10 @@ class SeparateConfig:
     wiener: bool = opt(False, "ratio-normalised (Wiener-style) masks: target + rest = the input")
     shifts: int = opt(2, "average this many passes offset by a fraction of a chunk hop and off the STFT frame "
                       "grid (test-time shift averaging; 1: a single pass): each costs one more forward pass")
+    target_floor: float = opt(0.3, "least share of the mixture the target mask keeps in every time-frequency "
+                              "cell (0: none): the target is never deleted where the model does not recognise "
+                              "it, interference is suppressed by at most 20 log10(floor) dB; 0.3 chosen on the "
+                              "cross-source validation set")
     precision: str = opt("float32", "U-Net arithmetic at inference: 'float32', 'mixed_bfloat16' (bfloat16 "
                          "compute; STFT, masks and output stay float32) or 'auto' (bfloat16 where the CPU has "
                          "AMX or AVX512-BF16 units, else float32)", choices=(*PRECISIONS, "auto"))
@@ -234,6 +238,8 @@ class SeparateConfig:
     def validate(self) -> None:
         if self.shifts < 1:
             raise ValueError(f"shifts must be >= 1, got {self.shifts}")
+        if not 0.0 <= self.target_floor < 1.0:
+            raise ValueError(f"target_floor must lie in [0, 1), got {self.target_floor}")
         if self.precision not in (*PRECISIONS, "auto"):
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, auto")
 

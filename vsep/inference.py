@@ -67,13 +67,15 @@ def shift_offsets(cfg: ModelConfig, shifts: int) -> list[int]:
 
 
 def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts: int = 1,
-                      precision: str | None = None, channels: bool = False) -> Callable:
+                      precision: str | None = None, channels: bool = False, target_floor: float = 0.0) -> Callable:
     """A ``tf.function``: waveform ``[samples]`` at the model's rate -> ``[2, samples]``.
 
     ``shifts`` passes (see :func:`shift_offsets`) are averaged; 1 is a single pass.
     ``precision`` runs the U-Net in that arithmetic (same weights; default: the model's own).
     ``channels``: the function takes ``[channels, samples]`` and returns
     ``[2, channels, samples]``, every channel shaped by the masks of the downmix.
+    ``target_floor``: the least share of the mixture the target mask keeps
+    (:meth:`vsep.model.SeparationModel.separate_spectra`).
     """
     if precision is not None and precision != getattr(model, "precision", "float32"):
         from vsep.model_io import with_precision
@@ -90,8 +92,8 @@ def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts
     def run(chunks):
         """``[b, R, L]`` (row 0 the downmix, rows 1.. the channels, or one row) -> ``[b, 2, R', L]``."""
         if not channels:
-            return model(chunks[:, 0], training=False, wiener=wiener)[:, :, None]
-        return model.separate_channels(chunks[:, 0], chunks[:, 1:], wiener=wiener)
+            return model(chunks[:, 0], training=False, wiener=wiener, floor=target_floor)[:, :, None]
+        return model.separate_channels(chunks[:, 0], chunks[:, 1:], wiener=wiener, floor=target_floor)
 
     def one_pass(rows, offset: int):
         """One pass over ``rows [R, n]`` whose chunk grid starts ``offset`` samples before them."""

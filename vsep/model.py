@@ -182,14 +182,22 @@ class SeparationModel(keras.Model):
         m = tf.cast(self.unet(tf.math.log1p(mag)[..., None], training=training), tf.float32)
         return tf.concat([m, m[:, :, -1:, :]], axis=2)
 
-    def separate_spectra(self, spectrum, masks, wiener: bool = False):
-        """Masked mixture spectra ``[B, 2, T, bins + 1, 2]`` (mixture phase)."""
+    def separate_spectra(self, spectrum, masks, wiener: bool = False, floor: float = 0.0):
+        """Masked mixture spectra ``[B, 2, T, bins + 1, 2]`` (mixture phase).
+
+        ``floor`` lifts the target mask to ``floor + (1 - floor) * mask``: the
+        target keeps at least that share of every time-frequency cell, so the
+        model cannot delete target speech it does not recognise (interference
+        is then suppressed by at most ``20 log10(floor)`` dB).
+        """
+        if floor:
+            masks = tf.concat([floor + (1.0 - floor) * masks[..., :1], masks[..., 1:]], axis=-1)
         if wiener:  # soft ratio masks that sum to one
             power = masks**2
             masks = power / (tf.reduce_sum(power, axis=-1, keepdims=True) + EPS)
         return tf.stack([spectrum * masks[..., k : k + 1] for k in range(2)], axis=1)
 
-    def separate_channels(self, mono, channels, wiener=False):
+    def separate_channels(self, mono, channels, wiener=False, floor=0.0):
         """Masks from ``mono [B, L]`` applied to every channel of ``channels [B, C, L]`` -> ``[B, 2, C, L]``.
 
         Multichannel input keeps its layout: one set of masks (computed on the
@@ -198,14 +206,14 @@ class SeparationModel(keras.Model):
         masks = self.masks(self.stft(mono))  # [B, T, F, 2]
         b, c, length = tf.shape(channels)[0], tf.shape(channels)[1], tf.shape(channels)[2]
         spectra = self.stft(tf.reshape(channels, [b * c, length]))  # [B*C, T, F, 2]
-        est = self.separate_spectra(spectra, tf.repeat(masks, c, axis=0), wiener)  # [B*C, 2, T, F, 2]
+        est = self.separate_spectra(spectra, tf.repeat(masks, c, axis=0), wiener, floor)  # [B*C, 2, T, F, 2]
         waves = tf.stack([self.istft(est[:, k], length=length) for k in range(2)], axis=1)  # [B*C, 2, L]
         return tf.transpose(tf.reshape(waves, [b, c, 2, length]), [0, 2, 1, 3])
 
-    def call(self, waveform, training=False, wiener=False):
+    def call(self, waveform, training=False, wiener=False, floor=0.0):
         spectrum = self.stft(waveform)
         masks = self.masks(spectrum, training=training)
-        est = self.separate_spectra(spectrum, masks, wiener)
+        est = self.separate_spectra(spectrum, masks, wiener, floor)
         length = tf.shape(waveform)[1]
         return tf.stack([self.istft(est[:, k], length=length) for k in range(2)], axis=1)
 
