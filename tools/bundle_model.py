@@ -36,6 +36,21 @@ def score_table(summary: dict, target: str) -> str:
     return "\n".join(rows)
 
 
+def cross_table(summary: dict, target: str) -> str:
+    """Per condition of the cross-source set: the model against the input and the oracle mask."""
+    cols = ("SDRi", "SI-SDRi", "SDR", "SIR", "SAR", "PESQ", "PESQi", "STOI", "STOIi")
+    rows = ["| condition | method | " + " | ".join(cols) + " | n |", "|---" * (len(cols) + 3) + "|"]
+    for group, methods in summary["groups"].items():
+        for method in ("model", "mixture", "oracle_irm"):
+            m = methods.get(method, {}).get(target)
+            if not m:
+                continue
+            cells = " | ".join(f"{m[k]['median']:.{3 if k.startswith('STOI') else 2}f}" if k in m else ""
+                               for k in cols)
+            rows.append(f"| {group.replace('kind=', '')} | {method} | {cells} | {m.get('SDR', {}).get('n', 0)} |")
+    return "\n".join(rows)
+
+
 def settings(summary: dict) -> str:
     """How the scored separation ran (``vsep evaluate``'s ``separate`` settings), as a sentence."""
     sep = summary.get("separate")
@@ -43,7 +58,8 @@ def settings(summary: dict) -> str:
         return ""
     masks = "ratio-normalised (Wiener-style)" if sep["wiener"] else "plain"
     passes = "one pass" if sep["shifts"] == 1 else f"{sep['shifts']} shift-averaged passes"
-    return f" Separated with {passes} and {masks} masks (`--shifts`, `--wiener`)."
+    floor = f", target mask floor {sep['target_floor']}" if sep.get("target_floor") else ""
+    return f" Separated with {passes} and {masks} masks{floor} (`--shifts`, `--wiener`, `--target-floor`)."
 
 
 def curve(history: list[dict]) -> str:
@@ -79,16 +95,71 @@ def held_out_sources(data: str) -> dict[str, dict[str, list[str]]]:
     return out
 
 
+def best_epoch(history: list[dict]) -> int:
+    return min(history, key=lambda h: h.get("val_loss", 0.0))["epoch"] if history else 0
+
+
+def init_note(doc: dict) -> str:
+    cmd = doc.get("command", [])
+    if "--init-from" not in cmd:
+        return ""
+    return f" Fine-tuned from the previously bundled model (`--init-from {cmd[cmd.index('--init-from') + 1]}`)."
+
+
+def holdout_note(doc: dict) -> str:
+    from vsep import storage
+
+    try:
+        cfg = json.loads(storage.read_text(storage.join(doc["data"], "manifest.json")))["config"]
+    except (OSError, ValueError, KeyError, storage.StorageError):
+        return ""
+    parts = [f"{split}: {', '.join(f'`{p}`' for p in cfg.get(f'{split}_holdout') or [])}"
+             for split in ("val", "test") if cfg.get(f"{split}_holdout")]
+    return ("\n- Held out whole (never in training): " + "; ".join(parts)) if parts else ""
+
+
+def split_section(summary: dict | None, target: str) -> str:
+    if not summary:
+        return ""
+    return f"""## Scores on the held-out test split
+
+{summary['examples']} test mixtures ({summary['audio_s']} s) from recordings and speakers the model never saw in
+training. Medians, target source, dB. `mixture` is the unprocessed input; `oracle_*` are ideal masks at the
+model's STFT (the ceiling of masking). BSSEval metrics (SDR, SIR, SAR and SDRi) need both sources present;
+SI-SDR also counts the target-only mixtures.{settings(summary)}
+
+{score_table(summary, target)}
+"""
+
+
+def cross_section(cross: str | None, target: str) -> str:
+    if not cross:
+        return ""
+    summary = json.loads((Path(cross) / "summary.json").read_text())
+    return f"""## Headline: the cross-source test set
+
+{summary['examples']} mixtures of 8 s (`vsep crosstest`, TIR -5/0/+5 dB) built only from recordings held out
+whole from training and validation (`recipes/prepare_cross_source.json`): target sources, a corpus of voices, noise
+types and rooms that training never heard; `soundalike` is another held-out target recording with its voice
+shifted 8-15 %. Run once for this model. Medians, target source; SDR family in dB, PESQ wideband MOS, STOI 0-1.
+{settings(summary)}
+
+{cross_table(summary, target)}
+
+"""
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True)
-    p.add_argument("--eval", required=True, help="vsep evaluate output dir (test split)")
+    p.add_argument("--eval", help="vsep evaluate output dir (test split of the prepared set), optional")
+    p.add_argument("--cross", help="vsep evaluate output dir of the cross-source test set (vsep crosstest)")
     p.add_argument("--notes", default="", help="extra text for the card")
     p.add_argument("--card-only", action="store_true", help="rewrite MODEL_CARD.md only (weights already bundled)")
     args = p.parse_args()
-    model, ev = Path(args.model), Path(args.eval)
+    model, ev = Path(args.model), Path(args.eval or ".")
     doc = json.loads((model / "config.json").read_text())
-    summary = json.loads((ev / "summary.json").read_text())
+    summary = json.loads((ev / "summary.json").read_text()) if args.eval else None
     history = [json.loads(x) for x in (model / "history.jsonl").read_text().splitlines() if x.strip()]
     DEST.mkdir(parents=True, exist_ok=True)
     # training saves the optimizer's moments with the weights; the bundle keeps the model's alone
@@ -105,6 +176,10 @@ def main() -> int:
     (DEST / "config.json").write_text(json.dumps(doc, indent=2, sort_keys=True))
     splits = held_out_sources(doc["data"])
     (DEST / "splits.json").write_text(json.dumps(splits, indent=1, sort_keys=True))
+    previous = DEST / "history.jsonl"
+    if previous.exists() and not args.card_only:  # the bundled model's own curve stays, under its stage name
+        stage = 1 + max([int(p.stem.rsplit("stage", 1)[1]) for p in DEST.glob("history_stage*.jsonl")] or [3])
+        shutil.copy(previous, DEST / f"history_stage{stage}.jsonl")
     shutil.copy(model / "history.jsonl", DEST / "history.jsonl")
     target, mcfg, tcfg = doc["model"]["target"], doc["model"], doc["train"]
     card = f"""# Bundled model: {target} versus everything else
@@ -119,21 +194,14 @@ What: a U-Net soft-mask separator (vsep {doc.get('vsep_version')}) that splits a
   remix probability {tcfg['remix_prob']}, TIR {tcfg['tir_db']} dB, gain {tcfg['gain_db']} dB; random channels
   {tcfg.get('eq_prob', 0.0)}, interference voice shifts {tcfg.get('other_shift_prob', 0.0)}, impostors
   {tcfg.get('impostor_prob', 0.0)} (probabilities)
-- Trained for {history[-1]['epoch'] if history else 0} epochs of {tcfg['steps_per_epoch']} steps on CPU (2 cores).
+- Trained for {history[-1]['epoch'] if history else 0} epochs of {tcfg['steps_per_epoch']} steps on CPU (2 cores);
+  the weights are those of the best validation epoch ({best_epoch(history)}).{init_note(doc)}
 - Data: `{doc.get('data')}`, prepared from `../shared/data` with `vsep prepare` (target speech split by recording,
   other speakers by speaker, noise by recording; mixtures with other speakers, noise/babble, both, target only,
-  other only).
+  other only).{holdout_note(doc)}
 - Training command: `{' '.join(doc.get('command', []))}`
 
-## Scores on the held-out test split
-
-{summary['examples']} test mixtures ({summary['audio_s']} s) from recordings and speakers the model never saw in
-training. Medians, target source, dB. `mixture` is the unprocessed input; `oracle_*` are ideal masks at the
-model's STFT (the ceiling of masking). BSSEval metrics (SDR, SIR, SAR and SDRi) need both sources present;
-SI-SDR also counts the target-only mixtures.{settings(summary)}
-
-{score_table(summary, target)}
-
+{cross_section(args.cross, target)}{split_section(summary, target)}
 ## Learning curve (validation split, per epoch)
 
 {curve(history)}
