@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUNS   ?= runs/demo
 
-.PHONY: setup system test demo bench lint clean
+.PHONY: setup system test demo bench listen lint clean
 
 setup: $(STAMP) system
 
@@ -33,6 +33,10 @@ demo: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_prepare.py
+
+# the bundled model on the real 8-minute crosstalk recording: runs/listen/index.html
+listen: setup
+	$(BIN)/python tools/listening_page.py
 
 lint: setup
 	$(BIN)/ruff check vsep beam_jobs tuner tests benchmarks
