@@ -367,7 +367,8 @@ def test_export_serves_without_vsep_and_matches_separate(model_dir, tmp_path, ca
     from vsep import inference
 
     export_dir = tmp_path / "export"
-    assert export.main(["--model", str(model_dir), "--output", str(export_dir), "--shifts", "2"]) == 0
+    assert export.main(["--model", str(model_dir), "--output", str(export_dir), "--shifts", "2",
+                        "--precision", "float32"]) == 0
     capsys.readouterr()
     doc = json.loads((export_dir / "assets" / "config.json").read_text())
     assert doc.pop("separate") == {"wiener": False, "shifts": 2, "target_floor": 0.3, "precision": "float32"}
@@ -387,7 +388,8 @@ def test_export_serves_without_vsep_and_matches_separate(model_dir, tmp_path, ca
     shifted = inference.build_separate_fn(model_io.load(str(model_dir)), shifts=2, target_floor=floor)
     np.testing.assert_allclose(served, shifted(tf.constant(x)).numpy(), rtol=0, atol=1e-5)
     # and what `vsep separate --shifts 2` wrote for the same file (16-bit WAVs)
-    rc, _, err = _run_separate(capsys, tmp_path / "out", [FLAC_16K], "--shifts", "2", model=model_dir)
+    rc, _, err = _run_separate(capsys, tmp_path / "out", [FLAC_16K], "--shifts", "2", "--precision", "float32",
+                               model=model_dir)
     assert rc == 0, err
     t, r = _check_outputs(tmp_path / "out", FLAC_16K)
     np.testing.assert_allclose(t, served[0], rtol=0, atol=2 * LSB)

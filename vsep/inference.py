@@ -137,7 +137,7 @@ def stream(
     blocks: Iterable[np.ndarray],
     separate: Callable,
     cfg: ModelConfig,
-    segment_chunks: int = 64,
+    segment_chunks: int = 16,
 ) -> Iterator[np.ndarray]:
     """Separate a long input given as blocks of mono samples at the model's rate.
 
