@@ -71,6 +71,7 @@ def with_split(entry: lake.LakeEntry, cfg: PrepareConfig) -> mixing.PoolClip:
         clip=entry.clip,
         num_samples=entry.num_samples,
         split=split,
+        clip_sha1=entry.clip_sha1,
     )
 
 

@@ -268,3 +268,23 @@ def test_skip_corrupt_leaves_out_exactly_the_invalid_records(copy, tmp_path, cap
         assert bool(tf.reduce_all(tf.math.is_finite(x))) and bool(tf.reduce_all(tf.math.is_finite(y)))
     last, history = _train_ok(copy, tmp_path, capsys)
     assert history[-1]["skipped_records"] == 1 and "1 damaged records left out" in last
+
+
+def test_lake_clip_replaced_by_one_of_the_same_length_is_named(tmp_path_factory, tmp_path):
+    import soundfile as sf
+
+    from beam_jobs import prepare
+    from vsep import lake
+
+    from realdata import small_lake
+
+    root = small_lake(tmp_path_factory)
+    victim = next(e for e in lake.read_index(str(root)) if e.speaker == TARGET)
+    assert len(victim.clip_sha1) == 40
+    x, rate = sf.read(root / victim.clip, dtype="float32")
+    sf.write(root / victim.clip, -x, rate, format="FLAC")  # same length, other content
+    out = tmp_path / "out"
+    prepare.run(["--lake", str(root), "--output", str(out), *PREP_ARGS])
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [e["clip"] for e in errors] == [victim.clip]
+    assert "no longer matches the lake index" in errors[0]["error"]

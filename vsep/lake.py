@@ -59,6 +59,7 @@ class LakeEntry:
     start_s: float | None = None
     end_s: float | None = None
     licence: str = ""
+    clip_sha1: str = ""  # of the clip's FLAC bytes: a clip replaced after collect is found (empty: older lakes)
 
     @property
     def duration_s(self) -> float:
@@ -193,7 +194,8 @@ def make_clip(data: bytes, row: ManifestRow, cfg: CollectConfig) -> tuple[LakeEn
         end_s=row.end_s,
         licence=row.licence,
     )
-    return entry, audio.encode(x, cfg.sample_rate)
+    flac = audio.encode(x, cfg.sample_rate)
+    return dataclasses.replace(entry, clip_sha1=hashlib.sha1(flac).hexdigest()), flac
 
 
 def read_index(lake: str) -> list[LakeEntry]:

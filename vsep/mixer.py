@@ -9,6 +9,7 @@ the logic is testable without a pipeline.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -27,8 +28,9 @@ Count = Callable[[str], None]
 class ClipCache:
     """Decoded lake clips (float32 ``[samples]``), least recently used dropped beyond ``max_samples``.
 
-    A clip whose decoded length differs from the lake index was truncated or
-    replaced after ``collect``: :class:`vsep.audio.AudioError`, like an unreadable one.
+    A clip whose bytes no longer have the SHA-1 the lake index recorded, or
+    whose decoded length differs from it, was truncated or replaced after
+    ``collect``: :class:`vsep.audio.AudioError`, like an unreadable one.
     """
 
     def __init__(self, lake_root: str, max_samples: int = 64_000_000) -> None:
@@ -45,6 +47,9 @@ class ClipCache:
         from vsep import audio
 
         data = storage.read_bytes(storage.join(self.lake_root, clip.clip))
+        if clip.clip_sha1 and hashlib.sha1(data).hexdigest() != clip.clip_sha1:
+            raise AudioError(f"{clip.clip}: its content no longer matches the lake index: truncated or replaced "
+                             "after collect")
         x = audio.to_mono(audio.decode(data, clip.clip)[0])
         if len(x) != clip.num_samples:
             raise AudioError(f"{clip.clip}: {len(x)} samples, the lake index says {clip.num_samples}: "

@@ -150,6 +150,7 @@ class PoolClip:
     clip: str
     num_samples: int
     split: str
+    clip_sha1: str = ""  # empty: not recorded (lakes collected before it was)
 
 
 def choose_clip(rng: np.random.Generator, pool: Sequence[PoolClip]) -> PoolClip:
