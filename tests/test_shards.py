@@ -56,8 +56,20 @@ def test_truncation_and_byte_flips_are_found(tmp_path):
         list(shards.read_records(gz[: len(gz) // 2], True))
 
 
+def example(i: int, n: int = 400) -> bytes:
+    """A valid example of the schema (the sources sum to the mixture)."""
+    from vsep import schema
+
+    rng = np.random.default_rng(i)
+    t, o = (rng.standard_normal(n).astype(np.float32) * 0.1 for _ in range(2))
+    z = np.zeros(n, np.float32)
+    ex = {"mixture": t + o, "target": t, "other": o, "noise": z, **{k: f"{k}{i}" for k in schema.STRINGS},
+          **{k: 0.0 for k in schema.FLOATS}, "sample_rate": 16000, "num_samples": n}
+    return schema.encode(ex)
+
+
 def test_check_shard_names_missing_truncated_and_altered(tmp_path):
-    info = write(tmp_path / "s.tfrecord.gz", [b"x" * 1000] * 5).to_dict()
+    info = write(tmp_path / "s.tfrecord.gz", [example(i) for i in range(5)]).to_dict()
     path = tmp_path / "s.tfrecord.gz"
     shards.check_shard(str(path), info)  # intact
     data = path.read_bytes()

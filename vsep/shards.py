@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -100,7 +101,7 @@ def read_records(data: bytes, gzipped: bool) -> Iterator[bytes]:
     if gzipped:
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, zlib.error) as e:
             raise ValueError(f"not a complete gzip stream ({e})") from None
     pos, index = 0, 0
     while pos < len(data):
@@ -201,7 +202,7 @@ def scan_shard(uri: str, keep_going: bool = False) -> Scan:
                     if not keep_going:
                         break
                 index += 1
-        except (OSError, EOFError, ValueError) as e:
+        except (OSError, EOFError, ValueError, zlib.error) as e:  # a flipped byte inside gzip: zlib.error
             problem, stopped = problem or f"record {index}: {str(e).splitlines()[0]}", True
         while hashed.read(8 << 20):
             pass
