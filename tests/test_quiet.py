@@ -24,7 +24,8 @@ def noise(text: str) -> list[str]:
     return [line for line in text.splitlines() if any(n in line for n in NOISE)]
 
 
-@pytest.mark.parametrize("command", ["collect", "prepare", "train", "separate", "evaluate", "crosstest", "export"])
+@pytest.mark.parametrize("command", ["collect", "prepare", "train", "tune", "separate", "evaluate", "crosstest",
+                                     "export", "demo"])
 def test_help_is_quiet(command):
     r = vsep(command, "--help")
     assert r.returncode == 0 and "usage: vsep" in r.stdout
