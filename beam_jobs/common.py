@@ -37,16 +37,12 @@ def pipeline_options(beam_args: Sequence[str]):
     return options
 
 
-NOISE = ("apitools not found", "Logging handler created", "No semi_persistent_directory",
-         "Discarding unparseable args", "FutureWarning", "warnings.warn(", "_python_version_support")
-
-
 @contextlib.contextmanager
 def quiet_workers() -> Iterator[None]:
     """Drop Beam worker processes' start-up chatter from this process's stderr (fd 2).
 
     Local worker processes inherit fd 2 and log a few harmless lines each on
-    start (:data:`NOISE`); under the quiet terminal (``vsep`` without
+    start (:data:`vsep.cli.NOISE`); under the quiet terminal (``vsep`` without
     ``--verbose``) fd 2 goes through a pipe for the pipeline's run and every
     other line is passed on unchanged.
     """
@@ -54,6 +50,8 @@ def quiet_workers() -> Iterator[None]:
         yield
         return
     import threading
+
+    from vsep.cli import NOISE
 
     sys.stderr.flush()
     saved = os.dup(2)

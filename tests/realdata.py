@@ -6,11 +6,9 @@ The real recordings live in ``../shared/data`` beside the project (or
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
-import struct
 from pathlib import Path
 
 import pytest
@@ -51,14 +49,10 @@ def small_corpus(dest: Path) -> Path:
 
 
 def records(data: bytes, gzipped: bool) -> list[bytes]:
-    """Records of one TFRecord file's bytes (CRCs not checked): no TensorFlow needed."""
-    data = gzip.decompress(data) if gzipped else data
-    out, pos = [], 0
-    while pos < len(data):
-        (length,) = struct.unpack("<Q", data[pos : pos + 8])
-        out.append(data[pos + 12 : pos + 12 + length])
-        pos += 12 + length + 4
-    return out
+    """Records of one TFRecord file's bytes (CRCs checked): no TensorFlow needed."""
+    from vsep.shards import read_records
+
+    return list(read_records(data, gzipped))
 
 
 def examples_of(output) -> list[dict]:

@@ -59,7 +59,9 @@ def settings(summary: dict) -> str:
     masks = "ratio-normalised (Wiener-style)" if sep["wiener"] else "plain"
     passes = "one pass" if sep["shifts"] == 1 else f"{sep['shifts']} shift-averaged passes"
     floor = f", target mask floor {sep['target_floor']}" if sep.get("target_floor") else ""
-    return f" Separated with {passes} and {masks} masks{floor} (`--shifts`, `--wiener`, `--target-floor`)."
+    precision = f", U-Net in {sep['precision']}" if sep.get("precision") else ""
+    return (f" Separated with {passes} and {masks} masks{floor}{precision} (`--shifts`, `--wiener`, "
+            "`--target-floor`, `--precision`).")
 
 
 def curve(history: list[dict]) -> str:

@@ -49,14 +49,17 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+# the libraries' known harmless start-up lines (also filtered out of Beam workers' stderr)
+NOISE = ("apitools not found", "Logging handler created", "No semi_persistent_directory",
+         "Discarding unparseable args", "FutureWarning", "warnings.warn(", "_python_version_support")
+
+
 class _Quiet:
     """A logging filter for the root logger: drops the known harmless start-up warnings."""
 
-    PATTERNS = ("apitools not found", "No semi_persistent_directory", "Discarding unparseable args")
-
     def filter(self, record) -> bool:
         msg = record.getMessage()
-        return not any(p in msg for p in self.PATTERNS)
+        return not any(p in msg for p in NOISE)
 
 
 def _help() -> str:

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from vsep import config, lake, mixing
+from vsep.audio import shift_voice
 from vsep.config import CrossTestConfig, PrepareConfig
 
 NEEDS = {
@@ -84,8 +85,6 @@ class Tracks:
             e = pool[int(rng.integers(len(pool)))]
             x = self.clip(e)
             if shift:
-                from vsep.audio import shift_voice
-
                 x = shift_voice(x, shift)
             take = min(len(x), self.n - pos)
             start = int(rng.integers(0, len(x) - take + 1))

@@ -77,10 +77,10 @@ def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts
     ``target_floor``: the least share of the mixture the target mask keeps
     (:meth:`vsep.model.SeparationModel.separate_spectra`).
     """
-    if precision is not None and precision != getattr(model, "precision", "float32"):
+    if precision is not None:
         from vsep.model_io import with_precision
 
-        model = with_precision(model, precision)
+        model = with_precision(model, precision)  # the model itself when it already computes so
     cfg: ModelConfig = model.cfg
     length, hop = chunk_geometry(cfg)
     weights = tf.constant(ola_weights(length))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import struct
 import zlib
 from collections.abc import Iterator
@@ -103,35 +104,17 @@ def read_records(data: bytes, gzipped: bool) -> Iterator[bytes]:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as e:
             raise ValueError(f"not a complete gzip stream ({e})") from None
-    pos, index = 0, 0
-    while pos < len(data):
-        if pos + 12 > len(data):
-            raise ValueError(f"truncated record {index}")
-        length_bytes = data[pos : pos + 8]
-        (length,) = struct.unpack("<Q", length_bytes)
-        if struct.unpack("<I", data[pos + 8 : pos + 12])[0] != masked_crc32c(length_bytes):
-            raise ValueError(f"record {index}: length checksum mismatch")
-        end = pos + 12 + length
-        if end + 4 > len(data):
-            raise ValueError(f"truncated record {index}")
-        record = data[pos + 12 : end]
-        if struct.unpack("<I", data[end : end + 4])[0] != masked_crc32c(record):
-            raise ValueError(f"record {index}: data checksum mismatch")
-        yield record
-        pos, index = end + 4, index + 1
+    f, index = io.BytesIO(data), 0
+    while head := f.read(12):
+        try:
+            yield _next_record(f, head)
+        except ValueError as e:
+            raise ValueError(f"record {index}: {e}") from None
+        index += 1
 
 
 class ShardError(ValueError):
     """A shard is missing, truncated or altered (one line, naming it)."""
-
-
-def sha256_of(uri: str) -> str:
-    """SHA-256 of file ``uri``, streamed in 8 MB blocks."""
-    h = hashlib.sha256()
-    with storage.open_read(uri) as f:
-        while block := f.read(8 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_shard(uri: str, expected: dict, checksum: bool = True) -> None:
