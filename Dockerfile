@@ -3,11 +3,17 @@
 #
 #   docker build -t vsep .                                              CPU (tensorflow-cpu, as pinned)
 #   docker build --build-arg TF_PACKAGE='tensorflow[and-cuda]' -t vsep-gpu .   NVIDIA GPUs (CUDA from pip wheels)
+#   make image          here: buildah on a Debian 12 base made with debootstrap (tools/images.sh)
 #
+# BASE_IMAGE: any Debian-based image with Python 3.11 whose `python` and `pip` are on PATH
+# (python:3.11-slim, as Cloud Build uses; localhost/vsep-base:bookworm, made by tools/images.sh).
+# PIP_CA_BUNDLE: a CA bundle for pip, for builds behind a TLS-inspecting proxy (mounted by the builder).
 # Same pins as requirements.txt; only the TensorFlow flavour can change.
-FROM python:3.11-slim
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 ARG TF_PACKAGE=tensorflow-cpu
+ARG PIP_CA_BUNDLE=
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -20,17 +26,20 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/vsep
-# dependencies first: this layer is rebuilt only when the pins change
+# dependencies first: this layer is rebuilt only when the pins change. pesq is built from its
+# sdist: a C compiler for that step only.
 COPY requirements.txt requirements-dev.txt ./
 RUN sed -i "s/^tensorflow-cpu==/${TF_PACKAGE}==/" requirements.txt \
- && pip install -r requirements.txt
+ && apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && pip install ${PIP_CA_BUNDLE:+--cert "$PIP_CA_BUNDLE"} -r requirements.txt \
+ && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 
 COPY setup.py pyproject.toml MANIFEST.in README.md ./
 COPY vsep ./vsep
 COPY beam_jobs ./beam_jobs
 COPY tuner ./tuner
 COPY cloud ./cloud
-RUN pip install --no-deps . \
+RUN pip install ${PIP_CA_BUNDLE:+--cert "$PIP_CA_BUNDLE"} --no-deps . \
  && vsep --help > /dev/null
 
 ENTRYPOINT ["vsep"]

@@ -209,12 +209,35 @@ def test_images_pin_python_and_beam_as_the_project_does():
     assert beam_pin == apache_beam.__version__
     dataflow = (ROOT / "Dockerfile.dataflow").read_text()
     assert f"ARG BEAM_VERSION={beam_pin}" in dataflow  # workers and launcher must run the same Beam
-    assert "FROM apache/beam_python3.11_sdk:${BEAM_VERSION}" in dataflow
+    assert "ARG BEAM_IMAGE=apache/beam_python3.11_sdk:${BEAM_VERSION}" in dataflow
+    assert "FROM ${BEAM_IMAGE} AS beam" in dataflow and "FROM ${BASE_IMAGE} AS worker" in dataflow
     assert "COPY --from=beam /opt/apache/beam /opt/apache/beam" in dataflow
     assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in dataflow
     app = (ROOT / "Dockerfile").read_text()
-    assert "FROM python:3.11-slim" in app and 'ENTRYPOINT ["vsep"]' in app and "ffmpeg" in app
+    assert "FROM ${BASE_IMAGE}" in app and 'ENTRYPOINT ["vsep"]' in app and "ffmpeg" in app
+    for text in (app, dataflow):  # the public base by default; tools/images.sh passes a local one
+        assert "ARG BASE_IMAGE=python:3.11-slim" in text
     assert f"python{sys.version_info.major}.{sys.version_info.minor}" in "python3.11", "tests run on another Python"
+
+
+def test_cloud_build_passes_the_dockerfiles_own_defaults(build):
+    """cloudbuild.yaml builds with the same Dockerfiles and base-image arguments as their defaults."""
+    defaults = {}
+    for name in ("Dockerfile", "Dockerfile.dataflow"):
+        for m in re.finditer(r"^ARG (BASE_IMAGE|BEAM_IMAGE)=(\S+)", (ROOT / name).read_text(), re.M):
+            defaults[(name, m.group(1))] = m.group(2)
+    given = {}
+    for s in build["steps"]:
+        args = [expand(a, build) for a in s.get("args", [])]
+        if s["name"].endswith("cloud-builders/docker") and args[:1] == ["build"]:
+            dockerfile = next(a.split("=", 1)[1] for a in args if a.startswith("--file="))
+            for a in args:
+                if a.startswith("--build-arg=") and a.split("=")[1] in ("BASE_IMAGE", "BEAM_IMAGE"):
+                    key, value = a.split("=", 1)[1].split("=", 1)
+                    given[(dockerfile, key)] = value
+    beam = re.search(r"^ARG BEAM_VERSION=(\S+)", (ROOT / "Dockerfile.dataflow").read_text(), re.M).group(1)
+    expected = {k: v.replace("${BEAM_VERSION}", beam) for k, v in defaults.items()}
+    assert given == expected
 
 
 def test_images_are_built_pushed_and_used_consistently(build):

@@ -371,7 +371,8 @@ def test_export_serves_without_vsep_and_matches_separate(model_dir, tmp_path, ca
                         "--precision", "float32"]) == 0
     capsys.readouterr()
     doc = json.loads((export_dir / "assets" / "config.json").read_text())
-    assert doc.pop("separate") == {"wiener": False, "shifts": 2, "target_floor": 0.3, "precision": "float32"}
+    assert doc.pop("separate") == {"wiener": False, "shifts": 2, "target_floor": 0.3, "precision": "float32",
+                                  "runtime": "auto"}
     assert doc == json.loads((model_dir / "config.json").read_text())
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"

@@ -22,20 +22,18 @@ class Separator:
     def __init__(
         self, model_dir: str | None = None, wiener: bool = _DEFAULTS.wiener, shifts: int = _DEFAULTS.shifts,
         precision: str = _DEFAULTS.precision, target_floor: float = _DEFAULTS.target_floor,
+        runtime: str = _DEFAULTS.runtime,
     ) -> None:
-        """``wiener``, ``shifts``, ``precision``, ``target_floor`` as in ``vsep separate``
+        """``wiener``, ``shifts``, ``precision``, ``target_floor``, ``runtime`` as in ``vsep separate``
         (:class:`vsep.config.SeparateConfig`)."""
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from vsep import inference, model_io
+        from vsep import runtime as runtimes
 
-        scfg = SeparateConfig(wiener=wiener, shifts=shifts, precision=precision, target_floor=target_floor)
-        scfg.validate()
-        self.model = model_io.load(model_dir)
-        self.cfg = self.model.cfg
-        kw = {"wiener": scfg.wiener, "shifts": scfg.shifts, "precision": scfg.precision,
-              "target_floor": scfg.target_floor}
-        self._separate = inference.build_separate_fn(self.model, **kw)
-        self._separate_channels = inference.build_separate_fn(self.model, **kw, channels=True)
+        scfg = SeparateConfig(wiener=wiener, shifts=shifts, precision=precision, target_floor=target_floor,
+                              runtime=runtime)
+        served = runtimes.load(model_dir, scfg)
+        self.cfg, self.runtime = served.cfg, served.runtime
+        self._separate, self._separate_channels = served.mono, served.channels
 
     @property
     def target(self) -> str:

@@ -335,7 +335,7 @@ def markdown(summary: dict[str, Any], target: str) -> str:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from vsep import inference, model_io, storage
+    from vsep import model_io, runtime, storage
 
     scfg = config.from_namespace(config.SeparateConfig, args)
     scfg.validate()
@@ -347,7 +347,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model = model_io.load(args.model)
     cfg = model.cfg
     names = (cfg.target, "rest")
-    separate = inference.build_separate_fn(model, **config.to_dict(scfg))
+    served = runtime.load(args.model, scfg)  # the runtime vsep separate would use
+    separate = served.mono
     oracle = oracle_masks(model)
     nmf_data = args.nmf_data or args.data or model_io.read_config(str(args.model or model_io.BUNDLED))[2].get("data")
     nmf = None if args.no_nmf else nmf_method(model, nmf_data, args.output_dir)
@@ -359,11 +360,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows, timing = [], defaultdict(float)
     audio: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     audio_s = 0.0
-    import tensorflow as tf
-
     for ex in tqdm(examples, desc="evaluate", unit="ex", disable=args.no_progress, file=sys.stderr):
         t0 = time.perf_counter()
-        est = {"model": separate(tf.constant(ex["mixture"])).numpy(), "mixture": np.stack([ex["mixture"]] * 2)}
+        est = {"model": np.asarray(separate(ex["mixture"])), "mixture": np.stack([ex["mixture"]] * 2)}
         est.update(oracle(ex["mixture"], ex["refs"]))
         if nmf is not None:
             est["nmf"] = nmf(ex["mixture"])
@@ -382,6 +381,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "model": str(args.model or model_io.BUNDLED),
         "split": None if args.folder else args.split,
         "separate": config.to_dict(scfg),
+        "runtime": served.runtime,
         "target": cfg.target,
         "sample_rate": cfg.sample_rate,
         "examples": len(rows),

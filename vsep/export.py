@@ -1,6 +1,7 @@
 """``vsep export``: a SavedModel for serving, STFT and inverse STFT inside the graph.
 
     vsep export [--model DIR] [--shifts N] [--wiener] --output EXPORT_DIR
+    vsep export [--model DIR] --onnx      # DIR/model.onnx, for onnxruntime
 
 Signature ``serving_default``: ``waveform`` float32 ``[samples]``, mono at the
 model's sample rate -> ``target`` and ``rest`` float32 ``[samples]``. It runs
@@ -31,7 +32,9 @@ def build_module(model, scfg: SeparateConfig | None = None):
 
     scfg = scfg or SeparateConfig()
     model = with_precision(model, scfg.precision)  # the served graph tracks the model it computes with
-    separate = build_separate_fn(model, **to_dict(scfg))
+    from vsep.runtime import tf_options
+
+    separate = build_separate_fn(model, **tf_options(scfg))
 
     class VsepServing(tf.Module):
         def __init__(self) -> None:
@@ -68,20 +71,38 @@ def export(model_dir: str | None, output: str, scfg: SeparateConfig | None = Non
     return output
 
 
+def export_onnx(model_dir: str | None) -> str:
+    """Write ``model_dir/model.onnx`` (local directories only); returns its path."""
+    from vsep import model_io, onnx_model
+
+    model_dir = str(model_dir or model_io.BUNDLED)
+    if "://" in model_dir:
+        raise ValueError(f"{model_dir}: --onnx writes into a local model directory")
+    return str(onnx_model.write(model_io.load(model_dir), model_dir))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="vsep export", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="model directory (default: the bundled model)")
-    p.add_argument("--output", "-o", required=True, help="SavedModel directory to write (local or gs://)")
+    p.add_argument("--output", "-o", help="SavedModel directory to write (local or gs://)")
+    p.add_argument("--onnx", action="store_true",
+                   help="write MODEL/model.onnx (the graph vsep separate runs with onnxruntime, made from the "
+                        "model's current weights); with --output, the SavedModel too")
     add_arguments(p, SeparateConfig)
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from vsep.model_io import ModelDirError
     from vsep.storage import StorageError, preflight
 
+    if not args.output and not args.onnx:
+        p.error("give --output (a SavedModel), --onnx (MODEL/model.onnx), or both")
     try:
         scfg = from_namespace(SeparateConfig, args)
         preflight(args.output, args.model)
-        print(export(args.model, args.output, scfg))  # validates scfg
+        if args.onnx:
+            print(export_onnx(args.model))
+        if args.output:
+            print(export(args.model, args.output, scfg))  # validates scfg
     except (ValueError, ModelDirError, StorageError) as e:
         print(f"vsep export: error: {e}", file=sys.stderr)
         return 2

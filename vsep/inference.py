@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
-import tensorflow as tf
 
 from vsep.config import ModelConfig
 
@@ -48,6 +47,8 @@ def mirror_extend(x, before, after):
     training and which skews its level normalisation. The padded part of the
     output is discarded. An empty ``x`` is extended with zeros.
     """
+    import tensorflow as tf
+
     n = tf.shape(x)[-1]
     lead = tf.shape(x)[:-1]
     cycle = tf.concat([x, tf.reverse(x, [-1]), tf.zeros(tf.concat([lead, [tf.maximum(0, 1 - n)]], 0))], -1)
@@ -77,6 +78,8 @@ def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts
     ``target_floor``: the least share of the mixture the target mask keeps
     (:meth:`vsep.model.SeparationModel.separate_spectra`).
     """
+    import tensorflow as tf
+
     if precision is not None:
         from vsep.model_io import with_precision
 
@@ -133,11 +136,63 @@ def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts
     return separate
 
 
+def mirror_extend_np(x: np.ndarray, before: int, after: int) -> np.ndarray:
+    """:func:`mirror_extend` in NumPy: ``[..., n]`` -> ``[..., before + n + after]``."""
+    n = x.shape[-1]
+    if n == 0:
+        return np.zeros((*x.shape[:-1], before + after), np.float32)
+    def edge(index: np.ndarray) -> np.ndarray:  # the cycle x, reversed x, x, ... at these positions
+        index = index % (2 * n)
+        return x[..., np.where(index < n, index, 2 * n - 1 - index)]
+
+    return np.concatenate([edge(np.arange(-before, 0)), x, edge(np.arange(n, n + after))], axis=-1)
+
+
+def build_chunked_fn(call: Callable[[np.ndarray], np.ndarray], cfg: ModelConfig, shifts: int = 1,
+                     batch_chunks: int = 2, channels: bool = False) -> Callable:
+    """:func:`build_separate_fn` for a chunk model outside TensorFlow (the ONNX runtime).
+
+    ``call``: chunks ``[b, C, L]`` -> sources ``[b, 2, C, L]`` (masks from the mean of the ``C`` rows).
+    The same chunk grid, mirror padding, triangular overlap-add and shift
+    offsets as the TensorFlow graph; returns ``[samples]`` -> ``[2, samples]``, or with
+    ``channels`` ``[channels, samples]`` -> ``[2, channels, samples]``.
+    """
+    length, hop = chunk_geometry(cfg)
+    weights = ola_weights(length)
+    offsets = shift_offsets(cfg, shifts)
+
+    def one_pass(rows: np.ndarray, offset: int) -> np.ndarray:
+        n = rows.shape[-1]
+        count = max(1, 1 + (n + offset - length + hop - 1) // hop)
+        total = (count - 1) * hop + length
+        padded = mirror_extend_np(rows, offset, total - n - offset)
+        out = np.zeros((2, rows.shape[0], total), np.float32)
+        norm = np.zeros(total, np.float32)
+        for start in range(0, count, batch_chunks):
+            idx = range(start, min(count, start + batch_chunks))
+            res = call(np.stack([padded[:, i * hop : i * hop + length] for i in idx]))  # [b, 2, C, L]
+            res *= weights
+            for j, i in enumerate(idx):
+                out[..., i * hop : i * hop + length] += res[j]
+                norm[i * hop : i * hop + length] += weights
+        out = out[..., offset : offset + n]
+        out /= norm[offset : offset + n]
+        return out
+
+    def separate(waveform: np.ndarray) -> np.ndarray:
+        rows = np.asarray(waveform, np.float32)
+        rows = rows if channels else rows[None]
+        total = sum(one_pass(rows, offset) for offset in offsets) / len(offsets)
+        return total if channels else total[:, 0]
+
+    return separate
+
+
 def stream(
     blocks: Iterable[np.ndarray],
     separate: Callable,
     cfg: ModelConfig,
-    segment_chunks: int = 16,
+    segment_chunks: int = 48,
 ) -> Iterator[np.ndarray]:
     """Separate a long input given as blocks of mono samples at the model's rate.
 
@@ -173,5 +228,5 @@ def _segment(separate, buf, buf_start, a, b, context, final):
     lo = max(0, a - context)
     hi = buf.shape[-1] + buf_start if final else b + context
     x = buf[..., lo - buf_start : hi - buf_start]
-    out = separate(tf.constant(x)).numpy()
+    out = np.asarray(separate(np.ascontiguousarray(x, dtype=np.float32)))
     return out[..., a - lo : b - lo]

@@ -118,6 +118,7 @@ class TrainingState:
                 if val is not None and (best is None or val < best):
                     state.state.update(best_val_loss=float(val), wait=0, best_epoch=epoch + 1)
                     model_io.save_weights(self.model, state.model_dir)
+                    _write_onnx(self.model, state.model_dir)
                 else:
                     state.state["wait"] += 1
                 row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "time": round(time.time(), 1),
@@ -134,6 +135,18 @@ class TrainingState:
                 storage.write_text(state.state_uri, json.dumps(state.state))
 
         return Save()
+
+
+def _write_onnx(model, model_dir: str) -> None:
+    """``model.onnx`` next to the best weights (local model directories), so ``vsep separate`` starts fast."""
+    if "://" in model_dir:
+        return
+    from vsep import onnx_model
+
+    try:
+        onnx_model.write(model, model_dir)
+    except Exception as e:  # noqa: BLE001 - the graph is an accelerator; TensorFlow serves without it
+        print(f"vsep train: note: model.onnx not written ({str(e).splitlines()[0][:200]})", file=sys.stderr)
 
 
 def _append_line(uri: str, line: str) -> None:

@@ -1,0 +1,257 @@
+"""The model as an ONNX graph, for a runtime that starts in a fraction of TensorFlow's time.
+
+:func:`build` writes the same computation as
+:meth:`vsep.model.SeparationModel.separate_channels` on one fixed-size
+inference chunk, from the trained weights: STFT (a strided convolution with the
+Hann-windowed DFT basis), level normalisation, the U-Net (batch norms folded
+into the convolutions), the target floor, optional Wiener-style masks, and the
+inverse STFT (a transposed convolution with the synthesis basis, overlap-add
+included). The STFT still belongs to the model: it is exported with it, from
+the same sizes, and :mod:`tests.test_onnx` checks the graph against the Keras
+model sample by sample. Chunking and overlap-add stay outside
+(:mod:`vsep.inference`).
+
+Graph signature (``L = cfg.patch_samples(cfg.chunk_frames)``):
+
+- ``rows`` float32 ``[b, C, L]``: the channels of ``b`` chunks (``C = 1`` for mono);
+  the masks are computed on their mean (the downmix);
+- ``floor`` float32 ``[]``: the target floor; ``wiener`` float32 ``[]``: 1 for ratio masks;
+- ``sources`` float32 ``[b, 2, C, L]``: target and rest of every channel.
+
+The file is written next to the weights (``model.onnx``) and records the
+SHA-256 of the weights it was made from, so a retrained model is never served
+by a stale graph (:func:`matches`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+ONNX = "model.onnx"
+OPSET = 18
+WEIGHTS_KEY = "vsep_weights_sha256"
+BN_EPS = 1e-3  # Keras BatchNormalization's default, used by every layer of build_unet
+
+
+def weights_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def stft_bases(frame_length: int, fft_length: int, frame_step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Analysis kernel ``[2F, 1, frame_length]`` (real parts, then imaginary parts; ``F = fft_length // 2 + 1``)
+    and synthesis kernel ``[2F, 1, fft_length]``, windows folded in, matching ``tf.signal.stft`` /
+    ``tf.signal.inverse_stft`` with a periodic Hann window and its ``inverse_stft_window_fn``."""
+    n = np.arange(frame_length)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * n / frame_length)  # periodic Hann
+    bins = fft_length // 2 + 1
+    k = np.arange(bins)[:, None]
+    phase = 2 * np.pi * k * np.arange(fft_length)[None] / fft_length  # [F, N]
+    analysis = np.concatenate([np.cos(phase[:, :frame_length]), -np.sin(phase[:, :frame_length])]) * window
+    denom = np.zeros(frame_step)
+    for start in range(0, frame_length, frame_step):  # inverse_stft_window_fn: window / sum of squared windows
+        seg = window[start : start + frame_step] ** 2
+        denom[: len(seg)] += seg
+    inv_window = np.zeros(fft_length)
+    inv_window[:frame_length] = window / np.tile(denom, -(-frame_length // frame_step))[:frame_length]
+    weight = np.full(bins, 2.0)
+    weight[0] = 1.0
+    if fft_length % 2 == 0:
+        weight[-1] = 1.0
+    weight = weight[:, None] / fft_length
+    synthesis = np.concatenate([weight * np.cos(phase), -weight * np.sin(phase)]) * inv_window
+    return analysis[:, None].astype(np.float32), synthesis[:, None].astype(np.float32)
+
+
+class _Graph:
+    """A small builder over ``onnx.helper``: every method adds nodes and returns the output's name."""
+
+    def __init__(self) -> None:
+        self.nodes, self.inits, self._n = [], [], 0
+
+    def name(self, hint: str) -> str:
+        self._n += 1
+        return f"{hint}_{self._n}"
+
+    def const(self, value, hint: str = "c") -> str:
+        from onnx import numpy_helper
+
+        name = self.name(hint)
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def op(self, op_type: str, *inputs: str, hint: str | None = None, **attrs) -> str:
+        from onnx import helper
+
+        out = self.name(hint or op_type.lower())
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
+        return out
+
+
+def _fold_bn(layer) -> tuple[np.ndarray, np.ndarray]:
+    """Batch norm at inference as ``y = x * scale + shift`` (per channel)."""
+    gamma, beta, mean, var = (np.asarray(w, np.float64) for w in layer.get_weights())
+    scale = gamma / np.sqrt(var + BN_EPS)
+    return scale, beta - mean * scale
+
+
+def _same_pads(kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's 'same' padding (begin, end) for an even input size and this kernel and stride."""
+    total = max(kernel - stride, 0)
+    return total // 2, total - total // 2
+
+
+def _subpixel(kernel: np.ndarray, bias: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """A stride-2 'same' transposed convolution (Keras kernel ``[kh, kw, out, in]``) as a convolution
+    with ``4 * out`` channels followed by ``DepthToSpace(2)``: returns the ONNX Conv weight
+    ``[4 * out, in, K, K]``, its bias and pads. onnxruntime's ConvTranspose is several times slower
+    than its Conv on these shapes. Output ``y[2m + p] = sum_d x[m + d] w[k]`` with
+    ``k = p + b - 2d`` (``b``: the transposed convolution's leading crop)."""
+    b, _ = _same_pads(size, 2)
+    taps = [{(p + b - k) // 2: k for k in range(size) if (p + b - k) % 2 == 0} for p in (0, 1)]
+    lo = min(min(t) for t in taps)
+    hi = max(max(t) for t in taps)
+    out_ch, in_ch = kernel.shape[2], kernel.shape[3]
+    w = np.zeros((2, 2, out_ch, in_ch, hi - lo + 1, hi - lo + 1), np.float64)
+    for p in (0, 1):
+        for q in (0, 1):
+            for d, kh in taps[p].items():
+                for e, kw in taps[q].items():
+                    w[p, q, :, :, d - lo, e - lo] = kernel[kh, kw]
+    w = w.transpose(2, 0, 1, 3, 4, 5)  # channel c * 4 + 2p + q: DepthToSpace's CRD order
+    return (w.reshape(4 * out_ch, in_ch, hi - lo + 1, hi - lo + 1).astype(np.float32),
+            np.repeat(np.asarray(bias, np.float64), 4).astype(np.float32), [-lo, -lo, hi, hi])
+
+
+def _unet(g: _Graph, unet, cfg, x: str) -> str:
+    """U-Net on NCHW ``x`` ``[b, 1, T, F]`` (log magnitudes) -> sigmoid masks ``[b, 2, T, F]``."""
+    scale, shift = _fold_bn(unet.get_layer("input_norm"))  # per frequency bin (axis 2 of NHWC = F)
+    x = g.op("Add", g.op("Mul", x, g.const(scale.astype(np.float32).reshape(1, 1, 1, -1))),
+             g.const(shift.astype(np.float32).reshape(1, 1, 1, -1)))
+    b, e = _same_pads(cfg.kernel_size, 2)
+    skips = []
+    for i in range(cfg.depth):
+        kernel, bias = unet.get_layer(f"enc{i}_conv").get_weights()
+        scale, shift = _fold_bn(unet.get_layer(f"enc{i}_bn"))
+        w = (kernel.transpose(3, 2, 0, 1) * scale[:, None, None, None]).astype(np.float32)  # [out, in, kh, kw]
+        x = g.op("Conv", x, g.const(w), g.const((bias * scale + shift).astype(np.float32)),
+                 strides=[2, 2], pads=[b, b, e, e], kernel_shape=[cfg.kernel_size] * 2)
+        x = g.op("LeakyRelu", x, alpha=0.2)
+        skips.append(x)
+    for j, i in enumerate(reversed(range(cfg.depth))):
+        if j > 0:
+            x = g.op("Concat", x, skips[i], axis=1)
+        kernel, bias = unet.get_layer(f"dec{i}_deconv").get_weights()  # [kh, kw, out, in]
+        if i > 0:
+            scale, shift = _fold_bn(unet.get_layer(f"dec{i}_bn"))
+            kernel, bias = kernel * scale[None, None, :, None], bias * scale + shift
+        w, wb, pads = _subpixel(kernel, bias, cfg.kernel_size)
+        x = g.op("Conv", x, g.const(w), g.const(wb), pads=pads, kernel_shape=list(w.shape[2:]))
+        x = g.op("DepthToSpace", x, blocksize=2, mode="CRD")
+        if i > 0:
+            x = g.op("Relu", x)
+    return g.op("Sigmoid", x)
+
+
+def build(model) -> bytes:
+    """The serialised ONNX graph of ``model`` (a :class:`vsep.model.SeparationModel`) on one chunk."""
+    from onnx import TensorProto, checker, helper
+
+    from vsep.inference import chunk_geometry
+    from vsep.model import EPS, LEVEL_FLOOR
+    from vsep.stft import num_frames
+
+    cfg = model.cfg
+    length, _ = chunk_geometry(cfg)
+    frames = num_frames(cfg, length)
+    if frames % 2**cfg.depth:
+        raise ValueError(f"chunk of {frames} frames is not a multiple of 2**depth; the ONNX graph needs no padding")
+    if cfg.frame_length % cfg.frame_step or cfg.fft_length != cfg.frame_length:
+        raise ValueError("the ONNX graph needs frame_length = fft_length, a multiple of frame_step")
+    bins, nbins = cfg.bins, cfg.fft_length // 2 + 1
+    pad = cfg.frame_length - cfg.frame_step
+    padded = (frames - 1) * cfg.frame_step + cfg.frame_length  # STFT's padding plus pad_end's zeros
+    analysis, synthesis = stft_bases(cfg.frame_length, cfg.fft_length, cfg.frame_step)
+    g = _Graph()
+    i64 = lambda v: g.const(np.asarray(v, np.int64), "shape")  # noqa: E731
+    rows, floor, wiener = "rows", "floor", "wiener"
+    shape = g.op("Shape", rows)
+    batch_ch = g.op("Shape", rows, end=2)  # [b, C]
+    step, ratio = cfg.frame_step, cfg.frame_length // cfg.frame_step
+    flat = g.op("Reshape", rows, i64([-1, length]))  # [bC, L]
+    flat = g.op("Pad", flat, i64([0, pad, 0, padded - length - pad]), hint="pad")
+    hops = g.op("Reshape", flat, i64([-1, frames + ratio - 1, step]))  # [bC, T + r - 1, step]
+    framed = g.op("Concat", *[g.op("Slice", hops, i64([j]), i64([j + frames]), i64([1])) for j in range(ratio)],
+                  axis=2)  # [bC, T, frame_length]
+    spec = g.op("MatMul", framed, g.const(analysis[:, 0].T.copy()))  # [bC, T, 2F]
+    spec = g.op("Reshape", spec, g.op("Concat", batch_ch, i64([frames, 2 * nbins]), axis=0))  # [b, C, T, 2F]
+    mix = g.op("ReduceMean", spec, i64([1]), keepdims=0)  # [b, T, 2F]: the STFT of the downmix
+    re = g.op("Slice", mix, i64([0]), i64([bins]), i64([2]))
+    im = g.op("Slice", mix, i64([nbins]), i64([nbins + bins]), i64([2]))
+    mag = g.op("Sqrt", g.op("Add", g.op("Add", g.op("Mul", re, re), g.op("Mul", im, im)), g.const(np.float32(1e-12))))
+    if cfg.input_norm == "mean":
+        level = g.op("ReduceMean", mag, i64([1, 2]), keepdims=1)
+        mag = g.op("Div", mag, g.op("Add", level, g.const(np.float32(LEVEL_FLOOR))))
+    logmag = g.op("Log", g.op("Add", mag, g.const(np.float32(1.0))))  # log1p
+    x = g.op("Unsqueeze", logmag, i64([1]))  # [b, 1, T, F]
+    masks = _unet(g, model.unet, cfg, x)  # [b, 2, T, bins]
+    masks = g.op("Concat", masks, g.op("Slice", masks, i64([bins - 1]), i64([bins]), i64([3])), axis=3)  # Nyquist
+    target = g.op("Slice", masks, i64([0]), i64([1]), i64([1]))
+    rest = g.op("Slice", masks, i64([1]), i64([2]), i64([1]))
+    one = g.const(np.float32(1.0))
+    target = g.op("Add", floor, g.op("Mul", g.op("Sub", one, floor), target))
+    masks = g.op("Concat", target, rest, axis=1)
+    power = g.op("Mul", masks, masks)
+    ratio_m = g.op("Div", power, g.op("Add", g.op("ReduceSum", power, i64([1]), keepdims=1), g.const(np.float32(EPS))))
+    masks = g.op("Add", g.op("Mul", wiener, ratio_m), g.op("Mul", g.op("Sub", one, wiener), masks))  # [b, 2, T, F]
+    masks = g.op("Unsqueeze", g.op("Concat", masks, masks, axis=3), i64([2]))  # real and imaginary: [b, 2, 1, T, 2F]
+    est = g.op("Mul", g.op("Unsqueeze", spec, i64([1])), masks)  # [b, 2, C, T, 2F]
+    est = g.op("Reshape", est, i64([-1, frames, 2 * nbins]))
+    out = g.op("MatMul", est, g.const(synthesis[:, 0, : cfg.frame_length].copy()))  # [2bC, T, frame_length]
+    out = g.op("Reshape", out, i64([-1, frames, ratio, step]))
+    parts = [g.op("Pad", g.op("Reshape", g.op("Slice", out, i64([j]), i64([j + 1]), i64([2])), i64([-1, frames, step])),
+                  i64([0, j, 0, 0, ratio - 1 - j, 0])) for j in range(ratio)]  # overlap-add: frame t at hop t + j
+    wave = parts[0]
+    for part in parts[1:]:
+        wave = g.op("Add", wave, part)
+    wave = g.op("Reshape", wave, i64([-1, (frames + ratio - 1) * step]))
+    wave = g.op("Slice", wave, i64([pad]), i64([pad + length]), i64([1]))  # [2bC, L]
+    out_shape = g.op("Concat", g.op("Slice", shape, i64([0]), i64([1])), i64([2]),
+                     g.op("Slice", shape, i64([1]), i64([3])), axis=0)
+    g.nodes.append(helper.make_node("Reshape", [wave, out_shape], ["sources"]))
+    graph = helper.make_graph(
+        g.nodes, "vsep_chunk",
+        [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["b", "C", length]),
+         helper.make_tensor_value_info("floor", TensorProto.FLOAT, []),
+         helper.make_tensor_value_info("wiener", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("sources", TensorProto.FLOAT, ["b", 2, "C", length])],
+        initializer=g.inits,
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="vsep")
+    proto.ir_version = 8  # readable by onnxruntime >= 1.10
+    checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def write(model, model_dir: str | Path, weights: str | Path | None = None) -> Path:
+    """Write ``model_dir/model.onnx`` for ``model``, stamped with the digest of ``weights``
+    (default: ``model_dir/model.weights.h5``)."""
+    import onnx
+
+    from vsep.model_io import WEIGHTS
+
+    proto = onnx.load_from_string(build(model))
+    digest = weights_digest(weights or Path(model_dir) / WEIGHTS)
+    onnx.helper.set_model_props(proto, {WEIGHTS_KEY: digest})
+    path = Path(model_dir) / ONNX
+    tmp = path.with_suffix(".onnx.partial")
+    tmp.write_bytes(proto.SerializeToString())
+    tmp.replace(path)
+    return path
+
+
+def stamp(session) -> str | None:
+    """The weights digest recorded in an onnxruntime ``session``'s graph (None if absent)."""
+    return session.get_modelmeta().custom_metadata_map.get(WEIGHTS_KEY)
