@@ -7,7 +7,8 @@
 #
 # BASE_IMAGE: any Debian-based image with Python 3.11 whose `python` and `pip` are on PATH
 # (python:3.11-slim, as Cloud Build uses; localhost/vsep-base:bookworm, made by tools/images.sh).
-# PIP_CA_BUNDLE: a CA bundle for pip, for builds behind a TLS-inspecting proxy (mounted by the builder).
+# PIP_CA_BUNDLE: a CA bundle for pip (PIP_CERT, also seen by pip runs that sdists' builds start), for
+# builds behind a TLS-inspecting proxy (mounted by the builder).
 # Same pins as requirements.txt; only the TensorFlow flavour can change.
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
@@ -31,7 +32,8 @@ WORKDIR /opt/vsep
 COPY requirements.txt requirements-dev.txt ./
 RUN sed -i "s/^tensorflow-cpu==/${TF_PACKAGE}==/" requirements.txt \
  && apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
- && pip install ${PIP_CA_BUNDLE:+--cert "$PIP_CA_BUNDLE"} -r requirements.txt \
+ && { [ -z "$PIP_CA_BUNDLE" ] || export PIP_CERT="$PIP_CA_BUNDLE"; } \
+ && pip install -r requirements.txt \
  && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 
 COPY setup.py pyproject.toml MANIFEST.in README.md ./
@@ -39,7 +41,8 @@ COPY vsep ./vsep
 COPY beam_jobs ./beam_jobs
 COPY tuner ./tuner
 COPY cloud ./cloud
-RUN pip install ${PIP_CA_BUNDLE:+--cert "$PIP_CA_BUNDLE"} --no-deps . \
+RUN { [ -z "$PIP_CA_BUNDLE" ] || export PIP_CERT="$PIP_CA_BUNDLE"; } \
+ && pip install --no-deps . \
  && vsep --help > /dev/null
 
 ENTRYPOINT ["vsep"]

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUNS   ?= runs/demo
 
-.PHONY: setup system test demo bench listen lint clean
+.PHONY: setup system test demo bench listen lint clean image image-test
 
 setup: $(STAMP) system
 
@@ -19,11 +19,14 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 	touch $@
 
 # ffmpeg/ffprobe: museval needs them on PATH, and vsep falls back to ffmpeg
-# for formats libsndfile cannot read.
+# for formats libsndfile cannot read. As root, also buildah and debootstrap
+# (container images: make image, and their tests).
 system:
 	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends ffmpeg; }
+	@[ "$$(id -u)" != 0 ] || { command -v buildah >/dev/null && command -v debootstrap >/dev/null; } || { \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends buildah debootstrap >/dev/null; }
 
 test: setup
 	$(BIN)/python -m pytest tests -ra
@@ -40,6 +43,17 @@ listen: setup
 
 lint: setup
 	$(BIN)/ruff check vsep beam_jobs tuner tests benchmarks
+
+# container images with buildah on a Debian 12 base made here (root; tools/images.sh)
+image:
+	tools/images.sh build
+
+# inside the built images: vsep --help, separate on a real recording, a short prepare (DirectRunner);
+# the Dataflow worker image (all but Beam's boot program) built and run the same way
+image-test: image
+	tools/images.sh test
+	tools/images.sh worker
+	tools/images.sh worker-test
 
 clean:
 	rm -rf $(VENV) runs build dist *.egg-info

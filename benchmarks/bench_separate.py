@@ -7,7 +7,11 @@ model load, tracing included), with its CPU time and peak memory (the process
 tree, sampled every 50 ms); next to it, the model's forward pass alone on the
 10-minute input (chunked, at the model rate, after tracing).
 
-    .venv/bin/python benchmarks/bench_separate.py [--model DIR] [--shifts 2] [--precision float32]
+    .venv/bin/python benchmarks/bench_separate.py [--model DIR] [--shifts 2] [--runtime auto|onnx|tf]
+
+The runtime is vsep separate's (``auto``: the model's ONNX graph with
+onnxruntime where it has a current one, else TensorFlow); the CPU model is
+printed with the figures, since they depend on it.
 """
 
 from __future__ import annotations
@@ -72,6 +76,14 @@ def whole_process(path: Path, out: Path, extra: list[str]) -> dict:
     return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "peak_rss_mb": round(peak / 2**20)}
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "unknown")
+    except OSError:
+        return "unknown"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="model directory (default: bundled)")
@@ -79,17 +91,19 @@ def main() -> int:
     p.add_argument("--hour-minutes", type=float, default=60.0, help="length of the memory test input (0: skip)")
     p.add_argument("--shifts", type=int, default=SeparateConfig().shifts,
                    help="test-time shift averaging passes (default: vsep separate's)")
-    p.add_argument("--precision", default=SeparateConfig().precision, choices=("float32", "mixed_bfloat16"))
+    p.add_argument("--precision", default=SeparateConfig().precision, choices=("auto", "float32", "mixed_bfloat16"))
+    p.add_argument("--runtime", default=SeparateConfig().runtime, choices=("auto", "onnx", "tf"))
+    p.add_argument("--mono", action="store_true", help="vsep separate --mono (one output channel)")
     args = p.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import tensorflow as tf
+    from vsep import inference, runtime
 
-    from vsep import inference, model_io
-
-    extra = ["--shifts", str(args.shifts), "--precision", args.precision] + (["--model", args.model] if args.model
-                                                                              else [])
-    model = model_io.load(args.model)
-    fn = inference.build_separate_fn(model, shifts=args.shifts, precision=args.precision)
+    extra = ["--shifts", str(args.shifts), "--precision", args.precision, "--runtime", args.runtime] + \
+        (["--model", args.model] if args.model else []) + (["--mono"] if args.mono else [])
+    served = runtime.load(args.model, SeparateConfig(shifts=args.shifts, precision=args.precision,
+                                                     runtime=args.runtime))
+    fn, cfg = served.mono, served.cfg
+    print(json.dumps({"cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)), "runtime": served.runtime}))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         inputs = [("1 s", 1 / 60), (f"{args.minutes:g} min", args.minutes)]
@@ -101,19 +115,19 @@ def main() -> int:
             row = {"input": label, "seconds": round(dur, 1), **whole_process(wav, Path(tmp) / "out", extra)}
             row["x_realtime"] = round(dur / row["wall_s"], 1)
             if minutes == args.minutes:  # the model's forward pass alone, same length, at the model's rate
-                fn(tf.zeros([model.cfg.sample_rate * 5]))  # trace once
-                x = np.random.default_rng(0).standard_normal(int(dur * model.cfg.sample_rate)).astype(np.float32)
+                fn(np.zeros(cfg.sample_rate * 5, np.float32))  # trace once (TensorFlow)
+                x = np.random.default_rng(0).standard_normal(int(dur * cfg.sample_rate)).astype(np.float32)
                 t0 = time.perf_counter()
-                for _piece in inference.stream([x * 0.1], fn, model.cfg):
+                for _piece in inference.stream([x * 0.1], fn, cfg):
                     pass
                 fwd = time.perf_counter() - t0
                 row.update(forward_only_s=round(fwd, 2), forward_only_x_realtime=round(dur / fwd, 1))
             wav.unlink()
             rows.append(row)
-            print(json.dumps({"shifts": args.shifts, "precision": args.precision, **row}), flush=True)
+            print(json.dumps({"shifts": args.shifts, "runtime": served.runtime, **row}), flush=True)
     print()
     print(f"| input (44.1 kHz stereo WAV) | whole process | x real time | CPU | peak RSS | forward pass alone "
-          f"| shifts {args.shifts}, {args.precision} |")
+          f"| shifts {args.shifts}, {served.runtime} |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         fwd = f"{r['forward_only_s']} s ({r['forward_only_x_realtime']}x)" if "forward_only_s" in r else ""

@@ -79,10 +79,10 @@ def held_out_improvements(model_dir: str | None, splits: dict) -> dict[str, list
     import vsep
 
     sep = vsep.Separator(model_dir)
-    rate = sep.model.cfg.sample_rate
+    rate = sep.sample_rate
     out: dict[str, list[float]] = {}
     for kind, mixture, target in held_out_mixtures(splits, rate):
-        est = sep.separate(mixture, rate)[sep.model.cfg.target]
+        est = sep.separate(mixture, rate)[sep.target]
         assert est.shape == mixture.shape and np.all(np.isfinite(est))
         out.setdefault(kind, []).append(si_sdr(target, est) - si_sdr(target, mixture))
         out.setdefault(f"{kind}_snr", []).append(_snr(target, est) - _snr(target, mixture))

@@ -226,7 +226,7 @@ def test_evaluate_val_split_with_separate_settings(model_dir, prepared, tmp_path
     assert rc == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["split"] == "val" and summary["separate"] == {"wiener": True, "shifts": 2, "target_floor": 0.3,
-                                                                        "precision": "auto"}
+                                                                        "precision": "auto", "runtime": "auto"}
     val_ids = {ex["id"] for ex in evaluate.examples_from_dataset(str(data), TARGET, RATE, None, "val")}
     test_ids = {ex["id"] for ex in evaluate.examples_from_dataset(str(data), TARGET, RATE, None, "test")}
     scored = {json.loads(p.read_text())["id"] for p in (out / "examples").iterdir()}

@@ -3,7 +3,7 @@
     python image_check.py separate INPUT OUT_DIR   OUT_DIR/<stem>/{<target>,rest}.wav: input's length,
                                                    rate and channels, finite samples, not silent
     python image_check.py prepare DATA_DIR         a prepared data set: manifest, every shard intact,
-                                                   examples in train and val
+                                                   training examples
 
 Exit 1 with one line saying what is wrong.
 """
@@ -40,8 +40,8 @@ def check_prepare(data: str) -> str:
     m = read_manifest(data)
     verify_shards(m)
     counts = m["counts"]
-    if not counts.get("train") or not counts.get("val"):
-        raise SystemExit(f"image_check: prepared set has no train or val examples: {counts}")
+    if not counts.get("train"):
+        raise SystemExit(f"image_check: prepared set has no training examples: {counts}")
     return f"prepare ok: {counts}"
 
 

@@ -42,7 +42,7 @@ preflight() {  # one line for what is missing, before any work
   done
   local url
   url="$(mirror)/dists/$SUITE/Release"
-  python3 - "$url" <<'EOF' || die "no network: cannot reach $(mirror) (the Debian base and apt) or pypi.org (pip)"
+  python3 - "$url" 2>/dev/null <<'EOF' || die "no network: cannot reach $(mirror) (the Debian base and apt) or pypi.org (pip)"
 import sys, urllib.request
 for url in (sys.argv[1], "https://pypi.org/simple/pip/"):
     urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=15)
@@ -51,16 +51,18 @@ EOF
 
 exists() { buildah inspect --type image "$1" >/dev/null 2>&1; }
 
-# build DOCKERFILE TAG [buildah bud args...]: tagged only on success, no half-tagged image left behind
+# build DOCKERFILE TAG CONTEXT [buildah bud args...]: tagged only on success, no half-tagged image left behind
 build() {
-  local file=$1 tag=$2 tmp
-  shift 2
+  local file=$1 tag=$2 context=$3 tmp
+  shift 3
   tmp="localhost/vsep-build-$$:partial"
-  trap 'buildah rmi -f "$tmp" >/dev/null 2>&1 || true' RETURN
-  buildah bud --layers --isolation chroot --file "$file" --tag "$tmp" \
-    --volume "$CA:/etc/vsep-host-ca.crt:ro" --build-arg PIP_CA_BUNDLE=/etc/vsep-host-ca.crt "$@" . \
-    || die "build of $file failed (see above); $tag was not changed"
+  if ! buildah bud --layers --isolation chroot --file "$file" --tag "$tmp" \
+      --volume "$CA:/etc/vsep-host-ca.crt:ro" --build-arg PIP_CA_BUNDLE=/etc/vsep-host-ca.crt "$@" "$context"; then
+    buildah rmi -f "$tmp" >/dev/null 2>&1 || true
+    die "build of $file failed (see above); $tag was not changed"
+  fi
   buildah tag "$tmp" "$tag"
+  buildah rmi "$tmp" >/dev/null  # the name only; the image stays under $tag
   echo "images: built $tag"
 }
 
@@ -76,7 +78,8 @@ cmd_base() {
     touch "$root/.complete"
   fi
   ctr=$(buildah from scratch)
-  trap 'buildah rm "$ctr" >/dev/null 2>&1 || true' RETURN
+  BASE_CTR=$ctr
+  trap 'buildah rm "$BASE_CTR" >/dev/null 2>&1 || true' EXIT
   buildah copy --quiet "$ctr" "$root" / >/dev/null
   buildah run --isolation chroot "$ctr" -- sh -ceu '
     rm -f /.complete
@@ -94,23 +97,24 @@ cmd_base() {
 cmd_build() {
   preflight
   exists "$BASE" || cmd_base
-  build Dockerfile "$IMAGE" --build-arg BASE_IMAGE="$BASE"
+  build Dockerfile "$IMAGE" . --build-arg BASE_IMAGE="$BASE"
 }
 
 cmd_worker() {
   preflight
   exists "$BASE" || cmd_base
   # the boot program stage (the Beam SDK image) is the last one; here everything up to it is built
-  build Dockerfile.dataflow "$WORKER" --target worker --build-arg BASE_IMAGE="$BASE"
+  build Dockerfile.dataflow "$WORKER" . --target worker --build-arg BASE_IMAGE="$BASE"
 }
 
 # run IMAGE CMD...: in a fresh container of IMAGE, ../shared/data read-only at /data, $OUT at /out
 run_in() {
-  local image=$1 ctr
+  local image=$1 ctr rc=0
   shift
   ctr=$(buildah from --quiet "$image")
-  trap 'buildah rm "$ctr" >/dev/null 2>&1 || true' RETURN
-  buildah run --isolation chroot -v "$DATA:/data:ro" -v "$OUT:/out" -v "$PWD/tools:/tools:ro" "$ctr" -- "$@"
+  buildah run --isolation chroot -v "$DATA:/data:ro" -v "$OUT:/out" -v "$PWD/tools:/tools:ro" "$ctr" -- "$@" || rc=$?
+  buildah rm "$ctr" >/dev/null 2>&1 || true
+  return "$rc"
 }
 
 need_data() { [ -d "$DATA/speakers" ] || die "real audio not found at $DATA (set VSEP_DATA)"; }
@@ -156,11 +160,20 @@ cmd_worker_test() {
   echo "images: test of $WORKER passed in $((SECONDS - t0)) s"
 }
 
+# any Dockerfile on the local base, context its folder (the tests' small builds)
+cmd_dockerfile() {
+  [ $# = 2 ] || die "usage: tools/images.sh dockerfile FILE TAG"
+  preflight
+  exists "$BASE" || cmd_base
+  build "$1" "$2" "$(dirname "$1")" --build-arg BASE_IMAGE="$BASE"
+}
+
 case "${1:-}" in
   base) cmd_base ;;
+  dockerfile) shift; cmd_dockerfile "$@" ;;
   build) cmd_build ;;
   test) cmd_test ;;
   worker) cmd_worker ;;
   worker-test) cmd_worker_test ;;
-  *) echo "usage: tools/images.sh base|build|test|worker|worker-test" >&2; exit 2 ;;
+  *) echo "usage: tools/images.sh base|build|test|worker|worker-test|dockerfile FILE TAG" >&2; exit 2 ;;
 esac

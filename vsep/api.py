@@ -32,8 +32,17 @@ class Separator:
         scfg = SeparateConfig(wiener=wiener, shifts=shifts, precision=precision, target_floor=target_floor,
                               runtime=runtime)
         served = runtimes.load(model_dir, scfg)
-        self.cfg, self.runtime = served.cfg, served.runtime
+        self.cfg, self.runtime, self._model_dir, self._model = served.cfg, served.runtime, model_dir, None
         self._separate, self._separate_channels = served.mono, served.channels
+
+    @property
+    def model(self):
+        """The Keras :class:`vsep.model.SeparationModel` (loaded, with TensorFlow, on first use)."""
+        if self._model is None:
+            from vsep import model_io
+
+            self._model = model_io.load(self._model_dir)
+        return self._model
 
     @property
     def target(self) -> str:

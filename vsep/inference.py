@@ -149,14 +149,19 @@ def mirror_extend_np(x: np.ndarray, before: int, after: int) -> np.ndarray:
 
 
 def build_chunked_fn(call: Callable[[np.ndarray], np.ndarray], cfg: ModelConfig, shifts: int = 1,
-                     batch_chunks: int = 2, channels: bool = False) -> Callable:
+                     batch_chunks: int = 1, channels: bool = False, workers: int = 1) -> Callable:
     """:func:`build_separate_fn` for a chunk model outside TensorFlow (the ONNX runtime).
 
     ``call``: chunks ``[b, C, L]`` -> sources ``[b, 2, C, L]`` (masks from the mean of the ``C`` rows).
     The same chunk grid, mirror padding, triangular overlap-add and shift
     offsets as the TensorFlow graph; returns ``[samples]`` -> ``[2, samples]``, or with
-    ``channels`` ``[channels, samples]`` -> ``[2, channels, samples]``.
+    ``channels`` ``[channels, samples]`` -> ``[2, channels, samples]``. ``workers`` batches are
+    run at once on threads (``call`` must be thread-safe; onnxruntime sessions are): on two
+    cores, two single-threaded calls side by side do more than one call on two threads.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="vsep-model") if workers > 1 else None
     length, hop = chunk_geometry(cfg)
     weights = ola_weights(length)
     offsets = shift_offsets(cfg, shifts)
@@ -168,10 +173,14 @@ def build_chunked_fn(call: Callable[[np.ndarray], np.ndarray], cfg: ModelConfig,
         padded = mirror_extend_np(rows, offset, total - n - offset)
         out = np.zeros((2, rows.shape[0], total), np.float32)
         norm = np.zeros(total, np.float32)
-        for start in range(0, count, batch_chunks):
-            idx = range(start, min(count, start + batch_chunks))
+        batches = [range(s, min(count, s + batch_chunks)) for s in range(0, count, batch_chunks)]
+
+        def run(idx: range) -> np.ndarray:
             res = call(np.stack([padded[:, i * hop : i * hop + length] for i in idx]))  # [b, 2, C, L]
             res *= weights
+            return res
+
+        for idx, res in zip(batches, pool.map(run, batches) if pool else map(run, batches)):
             for j, i in enumerate(idx):
                 out[..., i * hop : i * hop + length] += res[j]
                 norm[i * hop : i * hop + length] += weights

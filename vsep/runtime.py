@@ -47,7 +47,7 @@ def onnx_session(model_dir: str):
     except ImportError:
         return None
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = _threads()
+    opts.intra_op_num_threads = 1  # one core per call; the chunker runs one call per core at once
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     try:
@@ -84,7 +84,7 @@ def load(model_dir: str | None, scfg: SeparateConfig | None = None) -> Served:
             return session.run(["sources"], {"rows": chunks, "floor": floor, "wiener": wiener})[0]
 
         def build(channels: bool) -> Callable:
-            return inference.build_chunked_fn(call, cfg, scfg.shifts, channels=channels)
+            return inference.build_chunked_fn(call, cfg, scfg.shifts, channels=channels, workers=_threads())
 
         return Served(cfg, "onnx", build(False), build(True))
     model = model_io.load(model_dir)
