@@ -195,7 +195,8 @@ What: a U-Net soft-mask separator (vsep {doc.get('vsep_version')}) that splits a
 
 - STFT: {mcfg['sample_rate']} Hz, window {mcfg['frame_length']}, hop {mcfg['frame_step']}, FFT {mcfg['fft_length']}
 - U-Net: depth {mcfg['depth']}, base filters {mcfg['filters']}, kernel {mcfg['kernel_size']}, dropout {mcfg['dropout']};
-  weights {size_mb:.1f} MB
+  weights {weights.stat().st_size / 1e6:.1f} MB, and the same model as an ONNX graph (`model.onnx`, what
+  `vsep separate` runs with onnxruntime) {(DEST / 'model.onnx').stat().st_size / 1e6:.1f} MB
 - Loss: {tcfg['loss']}; batch {tcfg['batch_size']}, learning rate {tcfg['learning_rate']},
   remix probability {tcfg['remix_prob']}, TIR {tcfg['tir_db']} dB, gain {tcfg['gain_db']} dB; random channels
   {tcfg.get('eq_prob', 0.0)}, interference voice shifts {tcfg.get('other_shift_prob', 0.0)}, impostors
