@@ -122,6 +122,7 @@ def test_pipeline_end_to_end_on_gcs(gcs: GcsEmulator, prepared):
     storage.write_bytes(speech, SPEECH.read_bytes())
     printed = _ok(_vsep(gcs, "separate", "--model", model, "--output-dir", out, "--no-progress", speech))
     written = [storage.join(out, SPEECH.stem, f"{n}.wav") for n in (TARGET, "rest")]
+    written += [storage.join(out, SPEECH.stem, f"{TARGET}.timeline.{ext}") for ext in ("json", "csv")]
     assert printed.split() == written
     import soundfile as sf
 

@@ -198,7 +198,8 @@ def _run_separate(capsys, out: Path, files, *extra: str, model: Path) -> tuple[i
 def _check_outputs(out: Path, src: Path, frames: int | None = None, channels: int = 1) -> tuple[np.ndarray, np.ndarray]:
     info = sf.info(str(src))
     folder = out / src.stem
-    assert sorted(p.name for p in folder.iterdir()) == sorted([f"{TARGET}.wav", "rest.wav"])
+    assert sorted(p.name for p in folder.iterdir()) == sorted([f"{TARGET}.wav", "rest.wav", f"{TARGET}.timeline.json",
+                                                               f"{TARGET}.timeline.csv"])
     ys = []
     for name in (TARGET, "rest"):
         o = sf.info(str(folder / f"{name}.wav"))
