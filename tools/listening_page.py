@@ -6,7 +6,10 @@ Separates the whole recording (default: the 8-minute real crosstalk in
 ``../shared/data/crosstalk``) and writes ``OUT/index.html`` with players for
 the input, the target and the rest (whole recording, Ogg Vorbis) and, for a
 few excerpts, spectrograms of the three with their own players, so anyone can
-hear what the model does on real material. The audio is derived from the
+hear what the model does on real material. The target's timeline (when it
+speaks, :mod:`vsep.timeline`) is drawn as a lane under the whole recording's
+spectrogram and listed as segments that jump the input's player there; it is
+also written as ``OUT/<target>.timeline.json`` and ``.csv``. The audio is derived from the
 recording and stays under ``runs/`` (not in git).
 """
 
@@ -54,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"listening_page: {args.input}: no such file", file=sys.stderr)
         return 2
     import vsep
-    from vsep import audio
-    from vsep.report import _spectrogram_png
+    from vsep import audio, timeline
+    from vsep.report import _spectrogram_png, timeline_png
 
     t0 = time.perf_counter()
     sep = vsep.Separator(args.model)
@@ -68,6 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     for name, y in tracks.items():
         write_ogg(args.output / f"{name}.ogg", y, rate)
     dur = len(x) / rate
+    tracker = timeline.Tracker(rate)
+    tracker.update(np.stack([out[sep.target], out["rest"]]))
+    segs = timeline.segments(timeline.confidence(*tracker.energies()), timeline.THRESHOLD)
+    doc, table = timeline.documents(sep.target, segs, timeline.THRESHOLD, dur)
+    (args.output / f"{sep.target}.timeline.json").write_text(doc)
+    (args.output / f"{sep.target}.timeline.csv").write_text(table)
+    timeline_png(args.output / "timeline.png", stft_mag(x, hop=1024), rate, 1024, {sep.target: segs})
+    spoken = sum(s_["end"] - s_["start"] for s_ in segs)
+    jumps = " ".join(f"<a href='#' onclick=\"var a=document.getElementById('input');a.currentTime={s_['start']};"
+                     f"a.play();return false\">{s_['start']:.1f}-{s_['end']:.1f} s</a>" for s_ in segs)
     energy = {k: 10 * np.log10(np.mean(v**2) + 1e-12) for k, v in tracks.items()}
     model = args.model or "the bundled model (vsep/models/default)"
     parts = [
@@ -79,8 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         f"separated in {took:.1f} s including start-up. Levels: input {energy['input']:.1f} dB, "
         f"{html.escape(sep.target)} {energy[sep.target]:.1f} dB, rest {energy['rest']:.1f} dB (mean power).</p>",
         "<h2>The whole recording</h2><table><tr>"
-        + "".join(f"<td>{html.escape(n)}<br><audio controls preload='none' src='{html.escape(n)}.ogg'></audio></td>"
-                  for n in tracks) + "</tr></table>",
+        + "".join(f"<td>{html.escape(n)}<br><audio id='{html.escape(n)}' controls preload='none' "
+                  f"src='{html.escape(n)}.ogg'></audio></td>" for n in tracks) + "</tr></table>",
+        f"<h2>When {html.escape(sep.target)} speaks</h2><img src='timeline.png' width='900' alt='timeline'>",
+        f"<p>{len(segs)} segments, {spoken:.0f} s of {dur:.0f} s (threshold {timeline.THRESHOLD}; "
+        f"<a href='{html.escape(sep.target)}.timeline.csv'>CSV</a>, <a href='{html.escape(sep.target)}.timeline.json'>"
+        f"JSON</a>). Click to play the input from there: {jumps}</p>",
     ]
     n_ex = int(args.excerpt_s * rate)
     starts = np.linspace(0, max(0, len(x) - n_ex), args.excerpts).astype(int)

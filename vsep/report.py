@@ -33,6 +33,35 @@ def _spectrogram_png(path: Path, panels: list[tuple[str, np.ndarray, bool]], rat
     plt.close(fig)
 
 
+def timeline_png(path: Path, mixture_mag: np.ndarray, rate: int, hop: int, lanes: dict[str, list[dict]]) -> None:
+    """The mixture's spectrogram (``[frames, bins]`` magnitudes) with a lane per speaker under it:
+    a bar for every timeline segment (:mod:`vsep.timeline`), shaded by its confidence."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    duration = mixture_mag.shape[0] * hop / rate
+    fig, axes = plt.subplots(1 + len(lanes), 1, figsize=(9, 2.4 + 0.5 * len(lanes)), sharex=True,
+                             gridspec_kw={"height_ratios": [4] + [1] * len(lanes)})
+    axes = np.atleast_1d(axes)
+    img = 20 * np.log10(mixture_mag.T + 1e-5)
+    axes[0].imshow(img, origin="lower", aspect="auto", extent=(0, duration, 0, rate / 2000), cmap="viridis",
+                   vmin=-80, vmax=float(img.max()))
+    axes[0].set_ylabel("kHz")
+    axes[0].set_title("mixture, and when each voice speaks", fontsize=9)
+    for ax, (name, segs) in zip(axes[1:], lanes.items()):
+        for seg in segs:
+            ax.axvspan(seg["start"], seg["end"], color="tab:orange", alpha=0.3 + 0.7 * seg["confidence"])
+        ax.set_yticks([])
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+        ax.set_xlim(0, duration)
+    axes[-1].set_xlabel("seconds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def _table(summary_md: str) -> str:
     """Markdown tables and headings -> HTML."""
     out, in_table = [], False
