@@ -119,20 +119,26 @@ run_in() {
 
 need_data() { [ -d "$DATA/speakers" ] || die "real audio not found at $DATA (set VSEP_DATA)"; }
 
-cmd_test() {
+# begin_test IMAGE HOW-TO-BUILD: real audio and the image there, a scratch $OUT removed at exit
+begin_test() {
   need_data
-  exists "$IMAGE" || die "$IMAGE is not built (make image)"
+  exists "$1" || die "$1 is not built ($2)"
   OUT=$(mktemp -d /var/tmp/vsep-image-test.XXXXXX)
   trap 'rm -rf "$OUT"' EXIT
-  local t0=$SECONDS
+  T0=$SECONDS
+}
+
+cmd_test() {
+  begin_test "$IMAGE" "make image"
   run_in "$IMAGE" vsep --help | grep -q "separate" || die "vsep --help in $IMAGE lists no separate command"
   echo "images: vsep --help ok"
   run_in "$IMAGE" sh -ceu '
-    f=$(ls -S /data/speakers/trump/*.mp3 | head -1)
+    target=$(python -c "from vsep import model_io; print(model_io.read_config(str(model_io.BUNDLED))[0].target)")
+    f=$(ls -S /data/speakers/$target/*.mp3 | head -1)
     vsep separate --no-progress -o /out/sep "$f"
     python /tools/image_check.py separate "$f" /out/sep'
   run_in "$IMAGE" sh -ceu "$(prepare_script)"
-  echo "images: test of $IMAGE passed in $((SECONDS - t0)) s"
+  echo "images: test of $IMAGE passed in $((SECONDS - T0)) s"
 }
 
 # a short collect + prepare with the DirectRunner on a few real recordings, checked
@@ -150,14 +156,10 @@ EOF
 }
 
 cmd_worker_test() {
-  need_data
-  exists "$WORKER" || die "$WORKER is not built (tools/images.sh worker)"
-  OUT=$(mktemp -d /var/tmp/vsep-image-test.XXXXXX)
-  trap 'rm -rf "$OUT"' EXIT
-  local t0=$SECONDS
+  begin_test "$WORKER" "tools/images.sh worker"
   run_in "$WORKER" python -c "import vsep, beam_jobs.prepare, beam_jobs.collect, apache_beam; print('images: worker imports ok, Beam', apache_beam.__version__)"
   run_in "$WORKER" sh -ceu "$(prepare_script)"
-  echo "images: test of $WORKER passed in $((SECONDS - t0)) s"
+  echo "images: test of $WORKER passed in $((SECONDS - T0)) s"
 }
 
 # any Dockerfile on the local base, context its folder (the tests' small builds)
