@@ -122,8 +122,9 @@ def test_pipeline_end_to_end_on_gcs(gcs: GcsEmulator, prepared):
     storage.write_bytes(speech, SPEECH.read_bytes())
     printed = _ok(_vsep(gcs, "separate", "--model", model, "--output-dir", out, "--no-progress", speech))
     written = [storage.join(out, SPEECH.stem, f"{n}.wav") for n in (TARGET, "rest")]
-    written += [storage.join(out, SPEECH.stem, f"{TARGET}.timeline.{ext}") for ext in ("json", "csv")]
-    assert printed.split() == written
+    timelines = [storage.join(out, SPEECH.stem, f"{TARGET}.timeline.{ext}") for ext in ("json", "csv")]
+    assert printed.split() == written + timelines
+    assert json.loads(storage.read_text(timelines[0]))["speaker"] == TARGET
     import soundfile as sf
 
     info = sf.info(str(SPEECH))
