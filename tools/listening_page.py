@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import sys
 import time
 from pathlib import Path
@@ -73,10 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     dur = len(x) / rate
     tracker = timeline.Tracker(rate)
     tracker.update(np.stack([out[sep.target], out["rest"]]))
-    segs = timeline.segments(timeline.confidence(*tracker.energies()), timeline.THRESHOLD)
-    doc, table = timeline.documents(sep.target, segs, timeline.THRESHOLD, dur)
-    (args.output / f"{sep.target}.timeline.json").write_text(doc)
-    (args.output / f"{sep.target}.timeline.csv").write_text(table)
+    json_path, _ = timeline.write(args.output, sep.target, tracker, timeline.THRESHOLD, dur)
+    segs = json.loads(json_path.read_text())["segments"]
     timeline_png(args.output / "timeline.png", stft_mag(x, hop=1024), rate, 1024, {sep.target: segs})
     spoken = sum(s_["end"] - s_["start"] for s_ in segs)
     jumps = " ".join(f"<a href='#' onclick=\"var a=document.getElementById('input');a.currentTime={s_['start']};"

@@ -220,6 +220,9 @@ class TrainConfig:
     seed: int = opt(0, "seed of shuffling, crops and augmentation")
 
 
+RUNTIMES = ("auto", "onnx", "tf")  # what serves a model (vsep.runtime)
+
+
 @dataclass(frozen=True)
 class SeparateConfig:
     """How a trained model is applied (``vsep separate``, ``evaluate``, ``export``, the API)."""
@@ -238,7 +241,7 @@ class SeparateConfig:
     runtime: str = opt("auto", "what runs the model: 'onnx' (onnxruntime on the model directory's model.onnx: "
                        "starts without TensorFlow), 'tf' (TensorFlow; honours --precision) or 'auto' (onnx where "
                        "the model directory has a model.onnx made from its weights, else tf)",
-                       choices=("auto", "onnx", "tf"))
+                       choices=RUNTIMES)
 
     def validate(self) -> None:
         if self.shifts < 1:
@@ -247,8 +250,8 @@ class SeparateConfig:
             raise ValueError(f"target_floor must lie in [0, 1), got {self.target_floor}")
         if self.precision not in (*PRECISIONS, "auto"):
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, auto")
-        if self.runtime not in ("auto", "onnx", "tf"):
-            raise ValueError(f"runtime must be one of auto, onnx, tf, got {self.runtime!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
 
 
 CROSS_CONDITIONS = ("voices", "noise", "room", "soundalike")

@@ -6,8 +6,10 @@ samples (``H = 3L/4``, on a grid anchored at the start of the waveform), runs
 the model on them in batches and overlap-adds the outputs with triangular
 weights (normalised by the summed weights). Past the ends of the input the
 chunks are filled with its mirror image, not silence (:func:`mirror_extend`).
-It is a ``tf.function`` used by ``vsep separate``, the Python API and the
-exported SavedModel alike. With ``shifts > 1`` it averages that many passes
+It is a ``tf.function`` used by the TensorFlow runtime and the exported
+SavedModel; :func:`build_chunked_fn` is the same procedure in NumPy around a
+chunk model outside TensorFlow (the ONNX graph, :mod:`vsep.runtime`), tested
+equal to it. With ``shifts > 1`` it averages that many passes
 whose chunk grid and STFT frames are offset by a fraction of a hop
 (test-time shift averaging, as in Demucs; :func:`shift_offsets`).
 

@@ -20,8 +20,6 @@ import numpy as np
 
 from vsep.config import ModelConfig, SeparateConfig
 
-RUNTIMES = ("auto", "onnx", "tf")
-
 
 @dataclass
 class Served:
@@ -70,8 +68,6 @@ def load(model_dir: str | None, scfg: SeparateConfig | None = None) -> Served:
     scfg.validate()
     model_dir = str(model_dir or model_io.BUNDLED)
     cfg, _, _ = model_io.read_config(model_dir)
-    if scfg.runtime not in RUNTIMES:
-        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {scfg.runtime!r}")
     session = None if scfg.runtime == "tf" else onnx_session(model_dir)
     if scfg.runtime == "onnx" and session is None:
         raise ValueError(f"{model_dir}: no model.onnx made from its weights (vsep export --onnx), "

@@ -278,22 +278,11 @@ def separate_file(
             finally:
                 files = writer.close(ok)
             if ok and timeline_threshold is not None:
-                files += _write_timeline(Path(local), cfg.target, tracker, timeline_threshold,
-                                         opened.frames / opened.rate)
+                files += timeline.write(Path(local), cfg.target, tracker, timeline_threshold,
+                                        opened.frames / opened.rate)
     finally:
         opened.cleanup()
     return [storage.join(folder, f.name) for f in files]
-
-
-def _write_timeline(folder: Path, target: str, tracker, threshold: float, duration_s: float) -> list[Path]:
-    from vsep import timeline
-
-    conf = timeline.confidence(*tracker.energies())
-    doc, table = timeline.documents(target, timeline.segments(conf, threshold), threshold, duration_s)
-    paths = [folder / f"{target}.timeline.json", folder / f"{target}.timeline.csv"]
-    for p, text in zip(paths, (doc, table)):
-        p.write_text(text)
-    return paths
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -119,6 +119,18 @@ def documents(speaker: str, segs: list[dict], threshold: float, duration_s: floa
     return json.dumps(doc, indent=1), buf.getvalue()
 
 
+def write(folder, speaker: str, tracker: Tracker, threshold: float, duration_s: float) -> list:
+    """``folder/<speaker>.timeline.json`` and ``.csv`` from a fed :class:`Tracker`; returns their paths."""
+    from pathlib import Path
+
+    conf = confidence(*tracker.energies())
+    doc, table = documents(speaker, segments(conf, threshold), threshold, duration_s)
+    paths = [Path(folder) / f"{speaker}.timeline.json", Path(folder) / f"{speaker}.timeline.csv"]
+    for p, text in zip(paths, (doc, table)):
+        p.write_text(text)
+    return paths
+
+
 def reference_activity(reference: np.ndarray, rate: int, frames: int) -> np.ndarray:
     """Ground truth from a clean reference ``[samples]``: frames within 40 dB of its loudest
     (smoothed like :func:`confidence`), gaps and blips handled as in :func:`active`."""
