@@ -50,27 +50,14 @@ SHARD_INDEX = "shards"
 
 
 def with_split(entry: lake.LakeEntry, cfg: PrepareConfig) -> mixing.PoolClip:
-    """The entry as a pool clip with its split.
-
-    Held-out patterns (``val_holdout``, ``test_holdout``) come first; other
-    recordings are split by hash. Room responses serve every split (``any``)
-    unless a pattern holds them out.
-    """
-    held = mixing.holdout_split(mixing.source_name(entry.speaker, entry.source_uri), cfg)
-    if held:
-        split = held
-    elif entry.kind == "rir":
-        split = "any"
-    else:
-        key = mixing.split_key(entry.speaker, entry.kind, entry.recording_id, cfg.target, cfg)
-        split = mixing.assign_split(key, cfg.split_fractions)
+    """The entry as a pool clip with its split (:func:`vsep.mixing.split_of`)."""
     return mixing.PoolClip(
         kind=entry.kind,
         speaker=entry.speaker,
         recording_id=entry.recording_id,
         clip=entry.clip,
         num_samples=entry.num_samples,
-        split=split,
+        split=mixing.split_of(entry.speaker, entry.kind, entry.recording_id, entry.source_uri, cfg),
         clip_sha1=entry.clip_sha1,
     )
 

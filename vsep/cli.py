@@ -14,6 +14,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("beam_jobs.collect", "recordings (manifest, folders; local, gs://, http) -> data lake"),
     "prepare": ("beam_jobs.prepare", "data lake -> LUFS-normalised mixtures as sharded TFRecords"),
+    "bank": ("vsep.bank", "data lake -> every speaker's speech as windows (training with any speaker as target)"),
     "train": ("vsep.train", "prepared TFRecords -> a separation model (resumable)"),
     "tune": ("tuner.search", "hyperparameter search (STFT, U-Net, loss, learning rate) with keras-tuner"),
     "separate": ("vsep.separate", "recordings -> <target>.wav and rest.wav per input"),

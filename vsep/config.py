@@ -142,6 +142,8 @@ class ModelConfig:
     dropout: float = opt(0.3, "dropout of the first three decoder layers")
     patch_frames: int = opt(250, "STFT frames of one training patch (250 x 256 at 16 kHz: 3.97 s)")
     chunk_frames: int = opt(256, "STFT frames of one inference chunk (overlap-add between chunks)")
+    embed_dim: int = opt(0, "size of the speaker embedding the masks are conditioned on (0: a model of one target "
+                         "speaker; > 0: any speaker, given an enrollment clip; see vsep.speaker)")
     input_norm: str = opt(
         "mean",
         "U-Net input level: 'mean' divides each patch's magnitudes by their mean (level-invariant), "
@@ -180,6 +182,8 @@ class ModelConfig:
             raise ValueError(f"fft_length // 2 = {self.fft_length // 2} must be divisible by 2**depth = {2**self.depth}")
         if self.patch_frames < 2**self.depth:
             raise ValueError(f"patch_frames must be at least 2**depth = {2**self.depth}")
+        if self.embed_dim < 0:
+            raise ValueError("embed_dim must be 0 (one target) or positive")
         if self.input_norm not in INPUT_NORMS:
             raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)}")
         if self.patch_samples() < self.frame_step or self.patch_samples(self.chunk_frames) < self.frame_step:

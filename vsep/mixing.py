@@ -60,6 +60,20 @@ def holdout_split(name: str, cfg: PrepareConfig) -> str | None:
     return None
 
 
+def split_of(speaker: str, kind: str, recording_id: str, source_uri: str, cfg: PrepareConfig) -> str:
+    """A lake recording's split: ``train``, ``val``, ``test`` or ``any`` (room responses serve every split).
+
+    Held-out patterns (``val_holdout``, ``test_holdout``) come first; other
+    recordings are split by hash of :func:`split_key`.
+    """
+    held = holdout_split(source_name(speaker, source_uri), cfg)
+    if held:
+        return held
+    if kind == "rir":
+        return "any"
+    return assign_split(split_key(speaker, kind, recording_id, cfg.target, cfg), cfg.split_fractions)
+
+
 def rng_for(seed: int, *keys: object) -> np.random.Generator:
     """A generator seeded by ``seed`` and the given keys: same keys, same draws."""
     digest = hashlib.sha256(("|".join(map(str, (seed, *keys)))).encode()).digest()

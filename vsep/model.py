@@ -20,6 +20,7 @@ import keras
 import tensorflow as tf
 
 from vsep.config import ModelConfig, TrainConfig
+from vsep.speaker import FiLM, build_encoder
 from vsep.stft import STFT, InverseSTFT, magnitude
 
 SOURCES = ("target", "rest")
@@ -63,6 +64,7 @@ def build_unet(cfg: ModelConfig, precision: str = "float32") -> keras.Model:
     if cfg.bins % 2**cfg.depth:
         raise ValueError(f"fft_length // 2 = {cfg.bins} must be divisible by 2**depth = {2**cfg.depth}")
     inp = keras.Input(shape=(None, cfg.bins, 1), name="log_magnitude")
+    emb = keras.Input(shape=(cfg.embed_dim,), name="embedding") if cfg.embed_dim else None
     x = keras.layers.BatchNormalization(axis=2, name="input_norm")(inp)  # per-frequency scale, float32
     x = PadToMultiple(2**cfg.depth, name="pad_frames", **kw)(x)
     skips = []
@@ -71,6 +73,8 @@ def build_unet(cfg: ModelConfig, precision: str = "float32") -> keras.Model:
                                 **kw)(x)
         x = keras.layers.BatchNormalization(name=f"enc{i}_bn", **kw)(x)
         x = keras.layers.LeakyReLU(negative_slope=0.2, name=f"enc{i}_act", **kw)(x)
+        if emb is not None:  # speaker conditioning (vsep.speaker): identity at initialisation
+            x = FiLM(name=f"enc{i}_film", **kw)([x, emb])
         skips.append(x)
     for j, i in enumerate(reversed(range(cfg.depth))):
         last = i == 0
@@ -87,7 +91,7 @@ def build_unet(cfg: ModelConfig, precision: str = "float32") -> keras.Model:
             x = keras.layers.Dropout(cfg.dropout, name=f"dec{i}_dropout", **kw)(x)
     masks = keras.layers.Activation("sigmoid", name="masks", dtype="float32")(x)
     masks = CropLike(name="crop_frames")(masks, inp)
-    return keras.Model(inp, masks, name="unet")
+    return keras.Model(inp if emb is None else [inp, emb], masks, name="unet")
 
 
 def normalise_level(mag, mode: str):
@@ -169,6 +173,7 @@ class SeparationModel(keras.Model):
         self.stft = STFT.from_config_dataclass(cfg, name="stft")  # float32 always
         self.istft = InverseSTFT.from_config_dataclass(cfg, name="istft")
         self.unet = build_unet(cfg, precision)
+        self.encoder = build_encoder(cfg, precision) if cfg.embed_dim else None
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.sisdr_tracker = keras.metrics.Mean(name="si_sdr")
         self.sisdri_tracker = keras.metrics.Mean(name="si_sdri")
@@ -176,10 +181,26 @@ class SeparationModel(keras.Model):
 
     # ---- forward
 
-    def masks(self, spectrum, training=False):
-        """Spectrum ``[B, T, bins + 1, 2]`` -> masks ``[B, T, bins + 1, 2]`` (Nyquist bin repeated)."""
-        mag = normalise_level(magnitude(spectrum)[:, :, : self.cfg.bins], self.cfg.input_norm)
-        m = tf.cast(self.unet(tf.math.log1p(mag)[..., None], training=training), tf.float32)
+    def _log_mag(self, spectrum):
+        return tf.math.log1p(normalise_level(magnitude(spectrum)[:, :, : self.cfg.bins], self.cfg.input_norm))
+
+    def embed(self, enrollment, training=False):
+        """Enrollment waveforms ``[B, Le]`` -> speaker embeddings ``[B, embed_dim]`` (conditioned models)."""
+        if self.encoder is None:
+            raise ValueError("this model is not conditioned on a speaker (embed_dim 0)")
+        return self.encoder(self._log_mag(self.stft(enrollment)), training=training)
+
+    def masks(self, spectrum, training=False, embedding=None):
+        """Spectrum ``[B, T, bins + 1, 2]`` -> masks ``[B, T, bins + 1, 2]`` (Nyquist bin repeated).
+
+        A conditioned model (``embed_dim > 0``) needs ``embedding [B, embed_dim]``.
+        """
+        inp = self._log_mag(spectrum)[..., None]
+        if self.encoder is not None:
+            if embedding is None:
+                raise ValueError("a speaker-conditioned model needs an embedding (an enrollment clip)")
+            inp = [inp, tf.cast(embedding, tf.float32)]
+        m = tf.cast(self.unet(inp, training=training), tf.float32)
         return tf.concat([m, m[:, :, -1:, :]], axis=2)
 
     def separate_spectra(self, spectrum, masks, wiener: bool = False, floor: float = 0.0):
@@ -197,31 +218,37 @@ class SeparationModel(keras.Model):
             masks = power / (tf.reduce_sum(power, axis=-1, keepdims=True) + EPS)
         return tf.stack([spectrum * masks[..., k : k + 1] for k in range(2)], axis=1)
 
-    def separate_channels(self, mono, channels, wiener=False, floor=0.0):
+    def separate_channels(self, mono, channels, wiener=False, floor=0.0, embedding=None):
         """Masks from ``mono [B, L]`` applied to every channel of ``channels [B, C, L]`` -> ``[B, 2, C, L]``.
 
         Multichannel input keeps its layout: one set of masks (computed on the
         downmix) shapes every channel, so stereo in gives stereo out.
         """
-        masks = self.masks(self.stft(mono))  # [B, T, F, 2]
+        masks = self.masks(self.stft(mono), embedding=embedding)  # [B, T, F, 2]
         b, c, length = tf.shape(channels)[0], tf.shape(channels)[1], tf.shape(channels)[2]
         spectra = self.stft(tf.reshape(channels, [b * c, length]))  # [B*C, T, F, 2]
         est = self.separate_spectra(spectra, tf.repeat(masks, c, axis=0), wiener, floor)  # [B*C, 2, T, F, 2]
         waves = tf.stack([self.istft(est[:, k], length=length) for k in range(2)], axis=1)  # [B*C, 2, L]
         return tf.transpose(tf.reshape(waves, [b, c, 2, length]), [0, 2, 1, 3])
 
-    def call(self, waveform, training=False, wiener=False, floor=0.0):
+    def call(self, waveform, training=False, wiener=False, floor=0.0, embedding=None):
         spectrum = self.stft(waveform)
-        masks = self.masks(spectrum, training=training)
+        masks = self.masks(spectrum, training=training, embedding=embedding)
         est = self.separate_spectra(spectrum, masks, wiener, floor)
         length = tf.shape(waveform)[1]
         return tf.stack([self.istft(est[:, k], length=length) for k in range(2)], axis=1)
 
     # ---- training
 
-    def _loss(self, mixture, sources, training):
+    def _inputs(self, x, training):
+        """``x``: mixture ``[B, n]``, or ``(mixture, enrollment [B, Le])`` for a conditioned model."""
+        if isinstance(x, (tuple, list)):
+            return x[0], self.embed(x[1], training=training)
+        return x, None
+
+    def _loss(self, mixture, sources, training, embedding=None):
         spectrum = self.stft(mixture)
-        masks = self.masks(spectrum, training=training)
+        masks = self.masks(spectrum, training=training, embedding=embedding)
         loss_name = self.train_cfg.loss
         total = 0.0
         mag = magnitude(spectrum)
@@ -246,17 +273,19 @@ class SeparationModel(keras.Model):
         return total, est_wave
 
     def train_step(self, data):
-        mixture, sources, _ = keras.utils.unpack_x_y_sample_weight(data)  # fit gives (x, y), *_on_batch (x, y, w)
+        x, sources, _ = keras.utils.unpack_x_y_sample_weight(data)  # fit gives (x, y), *_on_batch (x, y, w)
         with tf.GradientTape() as tape:
-            loss, _ = self._loss(mixture, sources, training=True)
+            mixture, embedding = self._inputs(x, training=True)
+            loss, _ = self._loss(mixture, sources, training=True, embedding=embedding)
         grads = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
         self.loss_tracker.update_state(loss)
         return {"loss": self.loss_tracker.result()}
 
     def test_step(self, data):
-        mixture, sources, _ = keras.utils.unpack_x_y_sample_weight(data)  # fit gives (x, y), *_on_batch (x, y, w)
-        loss, est = self._loss(mixture, sources, training=False)
+        x, sources, _ = keras.utils.unpack_x_y_sample_weight(data)  # fit gives (x, y), *_on_batch (x, y, w)
+        mixture, embedding = self._inputs(x, training=False)
+        loss, est = self._loss(mixture, sources, training=False, embedding=embedding)
         self.loss_tracker.update_state(loss)
         target = sources[:, 0]
         # SI-SDR(i) only where there is something to separate: target and interference both present
@@ -279,5 +308,8 @@ class SeparationModel(keras.Model):
     def build_for(self, samples: int | None = None) -> SeparationModel:
         """Create the weights by running once on silence of ``samples`` samples."""
         n = samples or self.cfg.patch_samples()
-        self(tf.zeros([1, n]))
+        if self.encoder is None:
+            self(tf.zeros([1, n]))
+        else:
+            self(tf.zeros([1, n]), embedding=self.embed(tf.zeros([1, n])))
         return self

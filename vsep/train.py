@@ -77,6 +77,7 @@ class TrainingState:
         self.patience = tcfg.patience
         self.failed: str | None = None  # set when the loss becomes NaN: nothing more is saved
         self.skipped = 0  # damaged records left out (--skip-corrupt)
+        self.data = ""  # the data set (a speaker bank for conditioned models)
 
     def restore(self) -> int:
         """Load the checkpoint of the epoch ``state.json`` records, if any; returns the epoch to start from.
@@ -118,7 +119,10 @@ class TrainingState:
                 if val is not None and (best is None or val < best):
                     state.state.update(best_val_loss=float(val), wait=0, best_epoch=epoch + 1)
                     model_io.save_weights(self.model, state.model_dir)
-                    _write_onnx(self.model, state.model_dir)
+                    if self.model.cfg.embed_dim:
+                        _write_embeddings(self.model, state.model_dir, state.data)
+                    else:
+                        _write_onnx(self.model, state.model_dir)
                 else:
                     state.state["wait"] += 1
                 row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "time": round(time.time(), 1),
@@ -149,6 +153,17 @@ def _write_onnx(model, model_dir: str) -> None:
         print(f"vsep train: note: model.onnx not written ({str(e).splitlines()[0][:200]})", file=sys.stderr)
 
 
+def _write_embeddings(model, model_dir: str, bank_root: str) -> None:
+    """``embeddings.json`` with the default target's mean embedding: it is served without an enrollment clip."""
+    from vsep import enroll_data, speaker
+
+    if "://" in model_dir:
+        return
+    emb = enroll_data.target_embedding(model, bank_root, model.cfg.target)
+    if emb is not None:
+        speaker.write_embeddings(model_dir, {model.cfg.target: emb})
+
+
 def _append_line(uri: str, line: str) -> None:
     if "://" not in uri:
         with open(uri, "a") as f:
@@ -177,10 +192,19 @@ class TimeLimit:
 
 def init_weights(model, mcfg: ModelConfig, model_dir: str) -> None:
     """Start from the weights of ``model_dir`` (fine-tuning); its architecture and STFT must be ``mcfg``'s."""
+    import dataclasses
+
     other, _, _ = model_io.read_config(model_dir)
-    if other != mcfg:
+    if other == mcfg:
+        model.set_weights(model_io.load(model_dir).get_weights())
+    elif other.embed_dim == 0 and dataclasses.replace(other, embed_dim=mcfg.embed_dim) == mcfg:
+        # a one-target model starts a speaker-conditioned one: its U-Net layers, the new ones as initialised
+        source = model_io.load(model_dir).unet
+        for layer in source.layers:
+            if layer.weights:
+                model.unet.get_layer(layer.name).set_weights(layer.get_weights())
+    else:
         raise ValueError(f"--init-from {model_dir}: its model config differs from this run's")
-    model.set_weights(model_io.load(model_dir).get_weights())
     print(f"train: starting from the weights of {model_dir}")
 
 
@@ -190,21 +214,29 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     args.model_dir = distribute.task_model_dir(args.model_dir)  # non-chief workers: <model-dir>/workers/<task>
     storage.preflight(args.model_dir, args.data, args.config, args.init_from)
     mcfg, tcfg, data = resolve(args)
-    from vsep.manifest import check_compatible, read_manifest, skipped_records
-
-    manifest = read_manifest(data)
-    train_files = check_compatible(manifest, mcfg, "train", args.skip_corrupt)
-    val_files = check_compatible(manifest, mcfg, "val", args.skip_corrupt)
-    skipped = skipped_records(manifest)
-    if skipped:
-        damaged = ", ".join(u.rsplit("/", 1)[-1] for u in manifest["skipped"])
-        print(f"train: --skip-corrupt: leaving out {skipped} damaged records of {damaged}")
-    if manifest["config"].get("target") != mcfg.target:
-        raise ValueError(f"data set target {manifest['config'].get('target')!r} differs from model target {mcfg.target!r}")
     if storage.exists(storage.join(args.model_dir, model_io.CONFIG)):
         old, _, _ = model_io.read_config(args.model_dir)
         if old != mcfg:
             raise ValueError(f"{args.model_dir} holds a model with another architecture or STFT; use a new --model-dir")
+    if mcfg.embed_dim:
+        from vsep import bank
+
+        bank.load(data, "train")  # one clear line if it is not a bank
+        target = json.loads(storage.read_text(storage.join(data, "bank.json")))["target"]
+        manifest = {"skipped": None}
+    else:
+        from vsep.manifest import check_compatible, read_manifest, skipped_records
+
+        manifest = read_manifest(data)
+        train_files = check_compatible(manifest, mcfg, "train", args.skip_corrupt)
+        val_files = check_compatible(manifest, mcfg, "val", args.skip_corrupt)
+        target = manifest["config"].get("target")
+    skipped = 0 if mcfg.embed_dim else skipped_records(manifest)
+    if skipped:
+        damaged = ", ".join(u.rsplit("/", 1)[-1] for u in manifest["skipped"])
+        print(f"train: --skip-corrupt: leaving out {skipped} damaged records of {damaged}")
+    if target != mcfg.target:
+        raise ValueError(f"data set target {target!r} differs from model target {mcfg.target!r}")
 
     import keras
     import tensorflow as tf
@@ -225,6 +257,7 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         model.optimizer.build(model.trainable_variables)
     state = TrainingState(args.model_dir, model, tcfg)
     state.skipped = skipped
+    state.data = data
     initial_epoch = state.restore()
     if args.init_from and not initial_epoch:  # a resumed run keeps its own weights
         init_weights(model, mcfg, args.init_from)
@@ -234,12 +267,17 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     if initial_epoch:
         print(f"train: resuming from epoch {initial_epoch}")
     skips = manifest.get("skipped")
-    train_ds = distribute.shard_inputs(make_dataset(train_files, mcfg, tcfg, training=True, skipped=skips),
-                                       len(train_files))
-    # a fixed set of validation batches, cached and repeated: every epoch scores the same patches
-    val_steps = min(tcfg.validation_steps, -(-manifest["counts"]["val"] // tcfg.batch_size))
-    val_ds = make_dataset(val_files, mcfg, tcfg, training=False, skipped=skips).take(val_steps).cache().repeat()
-    val_ds = distribute.shard_inputs(val_ds)
+    if mcfg.embed_dim:  # any speaker as target, mixed on the fly from a speaker bank
+        from vsep.enroll_data import make_datasets
+
+        train_ds, val_ds, val_steps = make_datasets(data, mcfg, tcfg)
+    else:
+        train_ds = distribute.shard_inputs(make_dataset(train_files, mcfg, tcfg, training=True, skipped=skips),
+                                           len(train_files))
+        # a fixed set of validation batches, cached and repeated: every epoch scores the same patches
+        val_steps = min(tcfg.validation_steps, -(-manifest["counts"]["val"] // tcfg.batch_size))
+        val_ds = make_dataset(val_files, mcfg, tcfg, training=False, skipped=skips).take(val_steps).cache()
+        val_ds = distribute.shard_inputs(val_ds.repeat())
     callbacks = [
         state.callback(tcfg.steps_per_epoch),
         # gs:// through TF's gfile (an appendable GCS file re-uploads the whole log on each flush)
