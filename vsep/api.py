@@ -3,6 +3,10 @@
     import vsep
     sep = vsep.Separator()                      # bundled model, or Separator("path/to/model")
     out = sep.separate(waveform, sample_rate)   # {"trump": [samples], "rest": [samples]}
+
+    # a speaker-conditioned model: anybody from an enrollment clip; two or more voices: debate mode
+    sep = vsep.Separator("runs/c1", enroll={"biden": "biden.wav", "trump": None})
+    out = sep.separate(waveform, sample_rate)   # {"biden": ..., "trump": ..., "rest": ...}
 """
 
 from __future__ import annotations
@@ -22,17 +26,19 @@ class Separator:
     def __init__(
         self, model_dir: str | None = None, wiener: bool = _DEFAULTS.wiener, shifts: int = _DEFAULTS.shifts,
         precision: str = _DEFAULTS.precision, target_floor: float = _DEFAULTS.target_floor,
-        runtime: str = _DEFAULTS.runtime,
+        runtime: str = _DEFAULTS.runtime, enroll: dict | None = None,
     ) -> None:
         """``wiener``, ``shifts``, ``precision``, ``target_floor``, ``runtime`` as in ``vsep separate``
-        (:class:`vsep.config.SeparateConfig`)."""
+        (:class:`vsep.config.SeparateConfig`). ``enroll``: ``{name: clip}`` for a speaker-conditioned
+        model, ``clip`` a path, ``(waveform, sample_rate)`` or ``None`` (a voice stored with the model)."""
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from vsep import runtime as runtimes
 
         scfg = SeparateConfig(wiener=wiener, shifts=shifts, precision=precision, target_floor=target_floor,
                               runtime=runtime)
-        served = runtimes.load(model_dir, scfg)
+        served = runtimes.load(model_dir, scfg, _voices(enroll, model_dir))
         self.cfg, self.runtime, self._model_dir, self._model = served.cfg, served.runtime, model_dir, None
+        self.names = served.names
         self._separate, self._separate_channels = served.mono, served.channels
 
     @property
@@ -46,7 +52,8 @@ class Separator:
 
     @property
     def target(self) -> str:
-        return self.cfg.target
+        """The first voice this separator extracts (the model's target unless others were enrolled)."""
+        return self.names[0]
 
     @property
     def sample_rate(self) -> int:
@@ -54,7 +61,7 @@ class Separator:
 
     def separate(self, waveform: np.ndarray, sample_rate: int, mono: bool = False) -> dict[str, np.ndarray]:
         """``waveform`` ``[samples]`` or ``[samples, channels]`` at ``sample_rate`` ->
-        ``{target: y, "rest": y}`` float32 at the same rate, length and shape (``mono``: ``[samples]``,
+        ``{target: y, "rest": y}`` (or one entry per enrolled voice, then ``rest``) float32 at the same rate, length and shape (``mono``: ``[samples]``,
         the downmix); every channel is shaped by the masks of the downmix."""
         from vsep import audio, inference
 
@@ -71,10 +78,31 @@ class Separator:
         blocks = (rows[:, i : i + block] for i in range(0, rows.shape[1], block))
         out = np.concatenate(list(inference.stream(blocks, fn, self.cfg)), axis=-1)  # [2, channels, n]
         result = {}
-        for name, y in zip((self.target, "rest"), out):
+        for name, y in zip(self.names, out):
             y = np.stack([_fit(audio.resample(c, self.sample_rate, sample_rate), x.shape[0]) for c in y], axis=1)
             result[name] = y if keep else y[:, 0]
         return result
+
+
+def _voices(enroll: dict | None, model_dir: str | None) -> list | None:
+    """``{name: path | (waveform, rate) | None}`` -> ``[(name, clip at the model's rate or None)]``, checked."""
+    from vsep import audio, model_io
+    from vsep import enroll as enrollment
+
+    if not enroll:
+        return None
+    cfg, _, _ = model_io.read_config(str(model_dir or model_io.BUNDLED))
+    out = []
+    for name, clip in enroll.items():
+        enrollment.parse_specs([name])  # the name rules of --enroll
+        if isinstance(clip, tuple):
+            wave, rate = clip
+            clip = enrollment.checked(name, audio.resample(audio.to_mono(np.asarray(wave, np.float32)), rate,
+                                                           cfg.sample_rate), cfg.sample_rate)
+        elif clip is not None:
+            clip = enrollment.read_clip(name, str(clip), cfg.sample_rate)
+        out.append((name, clip))
+    return out
 
 
 def _fit(y: np.ndarray, n: int) -> np.ndarray:

@@ -39,7 +39,7 @@ IMPOSTOR_SHIFT = (8.0, 20.0)  # percent
 class Sampler:
     """Draws training examples from one split of a bank (see the module docstring)."""
 
-    def __init__(self, bank: bank_mod.Bank, length: int, target: str, tcfg: TrainConfig) -> None:
+    def __init__(self, bank: bank_mod.Bank, length: int, target: str, tcfg: TrainConfig, split: str = "this") -> None:
         self.bank, self.length, self.tcfg = bank, length, tcfg
         self.windows_of = [bank.of_speaker(i) for i in range(len(bank.speakers))]
         speech = [i for i, name in enumerate(bank.speakers) if not name.startswith("noise:")]
@@ -48,9 +48,9 @@ class Sampler:
         self.noise = np.flatnonzero(bank.is_noise)
         self.named = bank.speakers.index(target) if target in bank.speakers else None
         if len(self.targets) < 1 or len(self.speech) < 2:
-            raise ValueError("the bank needs at least two speakers, one of them with two or more windows")
+            raise ValueError(f"the bank's {split} split needs two speakers, one of them with two or more windows")
         if not len(self.noise):
-            raise ValueError("the bank has no noise windows in this split")
+            raise ValueError(f"the bank has no noise windows in its {split} split (hold out a noise for val too)")
 
     def _crop(self, rng: np.random.Generator, w: int, n: int) -> np.ndarray:
         x = np.asarray(self.bank.windows[w], np.float32)
@@ -136,14 +136,14 @@ def make_datasets(root: str, cfg: ModelConfig, tcfg: TrainConfig):
     spec = ((tf.TensorSpec([tcfg.batch_size, n], tf.float32), tf.TensorSpec([tcfg.batch_size, ne], tf.float32),
              tf.TensorSpec([tcfg.batch_size, 2, n], tf.float32)))
 
-    def dataset(bank, seed):
-        sampler = Sampler(bank, n, cfg.target, tcfg)
+    def dataset(bank, seed, split):
+        sampler = Sampler(bank, n, cfg.target, tcfg, split)
         return tf.data.Dataset.from_generator(lambda: sampler.batches(tcfg.batch_size, seed), output_signature=spec)
 
-    train = dataset(train_bank, tcfg.seed).map(lambda m, e, s: augment(m, e, s, tcfg),
+    train = dataset(train_bank, tcfg.seed, "train").map(lambda m, e, s: augment(m, e, s, tcfg),
                                                 num_parallel_calls=2).prefetch(4)
     val_steps = tcfg.validation_steps
-    val = dataset(val_bank, 12345).map(lambda m, e, s: ((m, e), s)).take(val_steps).cache().repeat()
+    val = dataset(val_bank, 12345, "val").map(lambda m, e, s: ((m, e), s)).take(val_steps).cache().repeat()
     return train, val, val_steps
 
 

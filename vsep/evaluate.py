@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from vsep import config
+from vsep.enroll import EnrollError, enroll_option
 
 METRICS = ("SDR", "SIR", "SAR", "ISR")
 SILENT = 1e-8
@@ -335,7 +336,7 @@ def markdown(summary: dict[str, Any], target: str) -> str:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from vsep import model_io, runtime, storage
+    from vsep import enroll, model_io, runtime, storage
 
     scfg = config.from_namespace(config.SeparateConfig, args)
     scfg.validate()
@@ -344,16 +345,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from vsep.manifest import read_manifest, verify_shards
 
         verify_shards(read_manifest(args.data), (args.split,))
+    voices = enroll.read_specs(args.enroll, args.model)
+    if voices and len(voices) > 1:
+        raise ValueError("evaluate scores one voice: give one --enroll")
     model = model_io.load(args.model)
     cfg = model.cfg
-    names = (cfg.target, "rest")
-    served = runtime.load(args.model, scfg)  # the runtime vsep separate would use
+    served = runtime.load(args.model, scfg, voices)  # the runtime vsep separate would use
+    names = served.names
     separate = served.mono
     oracle = oracle_masks(model)
     nmf_data = args.nmf_data or args.data or model_io.read_config(str(args.model or model_io.BUNDLED))[2].get("data")
     nmf = None if args.no_nmf else nmf_method(model, nmf_data, args.output_dir)
     if args.folder:
-        examples = examples_from_folder(args.folder, cfg.target, cfg.sample_rate)
+        examples = examples_from_folder(args.folder, names[0], cfg.sample_rate)
     else:
         examples = examples_from_dataset(args.data, cfg.target, cfg.sample_rate, args.limit, args.split)
     out = args.output_dir
@@ -382,7 +386,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "split": None if args.folder else args.split,
         "separate": config.to_dict(scfg),
         "runtime": served.runtime,
-        "target": cfg.target,
+        "target": names[0],
+        "enrolled": bool(voices and voices[0][1] is not None),
         "sample_rate": cfg.sample_rate,
         "examples": len(rows),
         "audio_s": round(audio_s, 1),
@@ -392,13 +397,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     summary["timing"]["metrics_s_per_audio_minute"] = round(timing["metrics_s"] / max(audio_s / 60, 1e-9), 2)
     summary["timing"]["methods_scored"] = len(rows[0]["methods"])
-    table = markdown(summary["groups"], cfg.target)
+    table = markdown(summary["groups"], names[0])
     storage.write_text(storage.join(out, "summary.json"), json.dumps(summary, indent=2))
     storage.write_text(storage.join(out, "summary.md"), table)
     from vsep import report
 
     with storage.local_folder(out) as local:  # gs://: written locally, then uploaded
-        report.write(local, summary, table, showcases(model, rows, audio, cfg.target), cfg.sample_rate, cfg.frame_step)
+        report.write(local, summary, table, showcases(model, rows, audio, names[0]), cfg.sample_rate, cfg.frame_step)
     return summary
 
 
@@ -417,10 +422,9 @@ def showcases(model, rows: list[dict[str, Any]], audio: dict, target: str) -> li
     out = []
     for label, (value, ex_id) in picks.items():
         mixture, reference, estimate = audio[ex_id]
-        spec = model.stft(tf.constant(mixture[None]))
-        mask = model.masks(spec)[0, :, :, 0].numpy()
         mags = {name: magnitude(model.stft(tf.constant(x[None])))[0].numpy()
                 for name, x in (("mixture", mixture), ("reference", reference), ("estimate", estimate))}
+        mask = np.clip(mags["estimate"] / (mags["mixture"] + 1e-8), 0.0, 1.0)  # the effective target mask
         out.append({"label": label, "id": ex_id, "si_sdri": value, "spectra": mags, "mask": mask,
                     "audio": {"mixture": mixture, "reference": reference, "estimate": estimate}})
     return out
@@ -440,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: --data, else the model's training data)")
     p.add_argument("--no-nmf", action="store_true", help="skip the supervised NMF baseline")
     p.add_argument("--no-progress", action="store_true")
+    enroll_option(p)
     config.add_arguments(p, config.SeparateConfig)
     return p
 
@@ -452,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         summary = run(args)
-    except (ValueError, FileNotFoundError, ModelDirError, StorageError) as e:
+    except (ValueError, FileNotFoundError, ModelDirError, StorageError, EnrollError) as e:
         print(f"vsep evaluate: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     target = summary["groups"]["all"].get("model", {}).get(summary["target"], {})

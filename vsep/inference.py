@@ -70,8 +70,13 @@ def shift_offsets(cfg: ModelConfig, shifts: int) -> list[int]:
 
 
 def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts: int = 1,
-                      precision: str | None = None, channels: bool = False, target_floor: float = 0.0) -> Callable:
+                      precision: str | None = None, channels: bool = False, target_floor: float = 0.0,
+                      embeddings: np.ndarray | None = None) -> Callable:
     """A ``tf.function``: waveform ``[samples]`` at the model's rate -> ``[2, samples]``.
+
+    A speaker-conditioned model takes ``embeddings [K, D]`` (one per voice) and
+    returns ``[K + 1, samples]``: each voice, then the rest
+    (:meth:`vsep.model.SeparationModel.separate_speakers`).
 
     ``shifts`` passes (see :func:`shift_offsets`) are averaged; 1 is a single pass.
     ``precision`` runs the U-Net in that arithmetic (same weights; default: the model's own).
@@ -90,12 +95,16 @@ def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts
     length, hop = chunk_geometry(cfg)
     weights = tf.constant(ola_weights(length))
     offsets = shift_offsets(cfg, shifts)
+    voices = None if embeddings is None else tf.constant(np.asarray(embeddings, np.float32))
 
     # the model on a batch of chunks, traced once and called by every pass (tracing it per pass
     # doubled the start-up of a short file)
     @tf.function(input_signature=[tf.TensorSpec([None, None, length], tf.float32)], reduce_retracing=True)
     def run(chunks):
         """``[b, R, L]`` (row 0 the downmix, rows 1.. the channels, or one row) -> ``[b, 2, R', L]``."""
+        if voices is not None:
+            rows = chunks[:, 1:] if channels else chunks[:, :1]
+            return model.separate_speakers(chunks[:, 0], rows, voices, wiener=wiener, floor=target_floor)
         if not channels:
             return model(chunks[:, 0], training=False, wiener=wiener, floor=target_floor)[:, :, None]
         return model.separate_channels(chunks[:, 0], chunks[:, 1:], wiener=wiener, floor=target_floor)

@@ -23,13 +23,18 @@ from vsep.config import ModelConfig, SeparateConfig
 
 @dataclass
 class Served:
-    """A model ready to separate: ``mono [samples] -> [2, samples]``,
-    ``channels [C, samples] -> [2, C, samples]`` (at ``cfg.sample_rate``)."""
+    """A model ready to separate: ``mono [samples] -> [S, samples]``,
+    ``channels [C, samples] -> [S, C, samples]`` (at ``cfg.sample_rate``), the ``S`` sources named by
+    ``names`` (the voices, then ``rest``)."""
 
     cfg: ModelConfig
     runtime: str
     mono: Callable[[np.ndarray], np.ndarray]
     channels: Callable[[np.ndarray], np.ndarray]
+    names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.names = self.names or (self.cfg.target, "rest")
 
 
 def onnx_session(model_dir: str):
@@ -59,15 +64,24 @@ def _threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def load(model_dir: str | None, scfg: SeparateConfig | None = None) -> Served:
+def load(model_dir: str | None, scfg: SeparateConfig | None = None, voices: list | None = None) -> Served:
     """Serve ``model_dir`` (default: the bundled model) as ``scfg`` says; raises
-    :class:`vsep.model_io.ModelDirError` for a model directory that cannot be used."""
+    :class:`vsep.model_io.ModelDirError` for a model directory that cannot be used.
+
+    ``voices``: ``[(name, clip)]`` for a speaker-conditioned model, ``clip`` a path, a waveform at the
+    model's rate or ``None`` (a voice stored with the model; :mod:`vsep.enroll`); default: its target.
+    """
     from vsep import inference, model_io
 
     scfg = scfg or SeparateConfig()
     scfg.validate()
     model_dir = str(model_dir or model_io.BUNDLED)
     cfg, _, _ = model_io.read_config(model_dir)
+    if cfg.embed_dim:
+        return _load_conditioned(model_dir, scfg, voices or [(cfg.target, None)])
+    if voices and not (len(voices) == 1 and voices[0][0] == cfg.target and voices[0][1] is None):
+        raise ValueError(f"{model_dir}: separates only {cfg.target!r}; --enroll needs a speaker-conditioned model "
+                         "(ModelConfig.embed_dim > 0)")
     session = None if scfg.runtime == "tf" else onnx_session(model_dir)
     if scfg.runtime == "onnx" and session is None:
         raise ValueError(f"{model_dir}: no model.onnx made from its weights (vsep export --onnx), "
@@ -87,6 +101,18 @@ def load(model_dir: str | None, scfg: SeparateConfig | None = None) -> Served:
     kw = tf_options(scfg)
     return Served(model.cfg, "tf", inference.build_separate_fn(model, **kw),
                   inference.build_separate_fn(model, **kw, channels=True))
+
+
+def _load_conditioned(model_dir: str, scfg: SeparateConfig, voices: list) -> Served:
+    """A speaker-conditioned model (TensorFlow) serving ``voices``: their embeddings are computed once."""
+    from vsep import enroll, inference, model_io, speaker
+
+    model = model_io.load(model_dir)
+    embeddings = enroll.resolve(model, speaker.read_embeddings(model_dir), voices)
+    emb = np.stack(list(embeddings.values()))
+    kw = tf_options(scfg)
+    return Served(model.cfg, "tf", inference.build_separate_fn(model, **kw, embeddings=emb),
+                  inference.build_separate_fn(model, **kw, channels=True, embeddings=emb), (*embeddings, "rest"))
 
 
 def tf_options(scfg: SeparateConfig) -> dict:

@@ -1,6 +1,6 @@
 """``vsep separate``: recordings in, one WAV per source out.
 
-    vsep separate [--model DIR] --output-dir OUT FILE...
+    vsep separate [--model DIR] [--enroll NAME=CLIP ...] --output-dir OUT FILE...
 
 Inputs and ``OUT`` may be local or ``gs://``. For each input writes
 ``OUT/<input stem>/<target>.wav`` and ``OUT/<input stem>/rest.wav`` with the
@@ -12,6 +12,13 @@ overlap-add) and resampled back, so memory stays bounded for hour-long files
 (a ``gs://`` input is first copied to a temporary file, streamed). A file that fails is reported on
 one line and skipped; the others are written; the exit status is 1 if any
 file failed.
+
+A speaker-conditioned model (``ModelConfig.embed_dim > 0``) extracts whoever
+``--enroll NAME=CLIP`` names (10-60 s of that person alone; :mod:`vsep.enroll`),
+``OUT/<stem>/<NAME>.wav``; two or more ``--enroll`` are debate mode: one WAV per
+voice plus ``rest.wav``, summing to the input. ``--enroll NAME`` without a clip
+names a voice stored with the model (its default target needs no option).
+Every voice gets ``<NAME>.timeline.json/.csv``.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from vsep import config
+from vsep.enroll import enroll_option
 
 BLOCK_S = 10.0  # seconds of input read at a time
 
@@ -150,7 +158,7 @@ class Writer:
     :meth:`write` or by :meth:`close`.
     """
 
-    def __init__(self, folder: Path, names: tuple[str, str], rate: int, model_rate: int, frames: int,
+    def __init__(self, folder: Path, names: tuple[str, ...], rate: int, model_rate: int, frames: int,
                  channels: int = 1) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -171,7 +179,7 @@ class Writer:
         self._pending = None
 
     def write(self, out: np.ndarray, last: bool = False) -> None:
-        """``out``: ``[2, k]`` (mono) or ``[2, channels, k]`` at the model's rate."""
+        """``out``: ``[S, k]`` (mono) or ``[S, channels, k]`` at the model's rate, one row per name."""
         self._wait()
         self._pending = self._pool.submit(self._write, out, last)
 
@@ -237,9 +245,11 @@ def folder_names(paths: Sequence[str]) -> list[str]:
 
 def separate_file(
     path: str, out_dir: str | Path, separate_fn, cfg, show_progress: bool = True, name: str | None = None,
-    channels_fn=None, timeline_threshold: float | None = None,
+    channels_fn=None, timeline_threshold: float | None = None, names: Sequence[str] | None = None,
 ) -> list[str]:
     """Separate one file into ``out_dir/<name or stem>/{target,rest}.wav``; raises AudioError for bad input.
+
+    ``names``: the sources the functions return (:attr:`vsep.runtime.Served.names`; default target, rest).
 
     ``path`` and ``out_dir`` may be local or ``gs://`` (the WAVs are written
     locally and uploaded once complete). A multichannel input keeps its
@@ -258,7 +268,8 @@ def separate_file(
             raise AudioError(f"{path}: no samples (zero-length audio)")
         multi = channels_fn is not None and opened.channels > 1
         with storage.local_folder(folder) as local:
-            writer = Writer(Path(local), (cfg.target, "rest"), opened.rate, cfg.sample_rate, opened.frames,
+            names = tuple(names or (cfg.target, "rest"))
+            writer = Writer(Path(local), names, opened.rate, cfg.sample_rate, opened.frames,
                             opened.channels if multi else 1)
             ok = False
             try:
@@ -278,8 +289,9 @@ def separate_file(
             finally:
                 files = writer.close(ok)
             if ok and timeline_threshold is not None:
-                files += timeline.write(Path(local), cfg.target, tracker, timeline_threshold,
-                                        opened.frames / opened.rate)
+                for i, voice in enumerate(names[:-1]):
+                    files += timeline.write(Path(local), voice, tracker, timeline_threshold,
+                                            opened.frames / opened.rate, source=i)
     finally:
         opened.cleanup()
     return [storage.join(folder, f.name) for f in files]
@@ -290,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE", help="recordings to separate")
     p.add_argument("--model", help="model directory (default: the bundled model)")
     p.add_argument("--output-dir", "-o", required=True, help="where <stem>/<target>.wav and <stem>/rest.wav go")
+    enroll_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--mono", action="store_true",
                    help="write one channel (the downmix) even for multichannel input (default: the input's channels, "
@@ -306,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from vsep import model_io, runtime, storage
+    from vsep import enroll, model_io, runtime, storage
     from vsep.audio import AudioError
 
     try:
@@ -315,8 +328,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.timeline_threshold is not None and not 0.0 <= args.timeline_threshold <= 1.0:
             raise ValueError(f"--timeline-threshold must lie in [0, 1], got {args.timeline_threshold}")
         storage.preflight(args.output_dir, args.model, *args.files)
-        served = runtime.load(args.model, scfg)
-    except (ValueError, model_io.ModelDirError, storage.StorageError) as e:
+        voices = enroll.read_specs(args.enroll, args.model)  # every clip checked before any other work
+        served = runtime.load(args.model, scfg, voices)
+    except (ValueError, model_io.ModelDirError, storage.StorageError, enroll.EnrollError) as e:
         print(f"vsep separate: error: {e}", file=sys.stderr)
         return 2
     channels_fn = None if args.mono else served.channels
@@ -328,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path, name in zip(args.files, folder_names(args.files)):
         try:
             files = separate_file(path, args.output_dir, served.mono, served.cfg, not args.no_progress, name,
-                                  channels_fn=channels_fn, timeline_threshold=threshold)
+                                  channels_fn=channels_fn, timeline_threshold=threshold, names=served.names)
             print("  ".join(files))
         except (AudioError, RuntimeError, OSError) as e:
             failed += 1

@@ -32,12 +32,12 @@ THRESHOLD = 0.2  # target share above which a frame is the target speaking (chos
 
 @dataclass
 class Tracker:
-    """Frame energies of target and rest, fed with model-rate pieces ``[2, k]`` or ``[2, C, k]``."""
+    """Frame energies of every source, fed with model-rate pieces ``[S, k]`` or ``[S, C, k]``
+    (the voices, then the rest)."""
 
     rate: int
     frame: int = 0
-    target: list = field(default_factory=list)
-    rest: list = field(default_factory=list)
+    powers: list = field(default_factory=list)
     _carry: np.ndarray | None = None
 
     def __post_init__(self) -> None:
@@ -45,23 +45,22 @@ class Tracker:
 
     def update(self, piece: np.ndarray) -> None:
         x = np.asarray(piece, np.float32)
-        x = x if x.ndim == 2 else x.reshape(2, -1, x.shape[-1]).mean(axis=1)  # channels: their mean
+        x = x if x.ndim == 2 else x.mean(axis=1)  # channels: their mean
         if self._carry is not None:
             x = np.concatenate([self._carry, x], axis=-1)
         n = x.shape[-1] // self.frame * self.frame
         self._carry = x[:, n:]
-        power = (x[:, :n].reshape(2, -1, self.frame) ** 2).mean(axis=-1)  # [2, frames]
-        self.target.append(power[0])
-        self.rest.append(power[1])
+        self.powers.append((x[:, :n].reshape(x.shape[0], -1, self.frame) ** 2).mean(axis=-1))  # [S, frames]
 
-    def energies(self) -> tuple[np.ndarray, np.ndarray]:
+    def energies(self, source: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """``(power of source [frames], power of all the others [frames])``."""
         if self._carry is not None and self._carry.shape[-1]:
-            tail = (self._carry**2).mean(axis=-1)
-            self.target.append(tail[:1])
-            self.rest.append(tail[1:])
+            self.powers.append((self._carry**2).mean(axis=-1, keepdims=True))
             self._carry = None
-        cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.float32)  # noqa: E731
-        return cat(self.target), cat(self.rest)
+        if not self.powers:
+            return np.zeros(0, np.float32), np.zeros(0, np.float32)
+        p = np.concatenate(self.powers, axis=-1)
+        return p[source], p.sum(axis=0) - p[source]
 
 
 def confidence(target_power: np.ndarray, rest_power: np.ndarray) -> np.ndarray:
@@ -119,11 +118,11 @@ def documents(speaker: str, segs: list[dict], threshold: float, duration_s: floa
     return json.dumps(doc, indent=1), buf.getvalue()
 
 
-def write(folder, speaker: str, tracker: Tracker, threshold: float, duration_s: float) -> list:
-    """``folder/<speaker>.timeline.json`` and ``.csv`` from a fed :class:`Tracker`; returns their paths."""
+def write(folder, speaker: str, tracker: Tracker, threshold: float, duration_s: float, source: int = 0) -> list:
+    """``folder/<speaker>.timeline.json`` and ``.csv`` of source ``source`` of a fed :class:`Tracker`."""
     from pathlib import Path
 
-    conf = confidence(*tracker.energies())
+    conf = confidence(*tracker.energies(source))
     doc, table = documents(speaker, segments(conf, threshold), threshold, duration_s)
     paths = [Path(folder) / f"{speaker}.timeline.json", Path(folder) / f"{speaker}.timeline.csv"]
     for p, text in zip(paths, (doc, table)):

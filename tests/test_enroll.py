@@ -1,0 +1,227 @@
+"""Any speaker from an enrollment clip: the speaker bank, on-the-fly mixing, the conditioned model,
+debate mode, and the bad enrollments that must stop with one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vsep import bank, enroll, lake, mixing
+from vsep.config import ModelConfig, PrepareConfig, TrainConfig
+
+from realdata import ROOT, TARGET, needs_data, small_lake
+
+pytestmark = needs_data
+tf = pytest.importorskip("tensorflow")
+
+TINY = ModelConfig(target=TARGET, depth=3, filters=4, patch_frames=16, frame_length=256, frame_step=64,
+                   fft_length=256, embed_dim=8)
+PREP = PrepareConfig(target=TARGET, window_s=2.0, split_fractions=(1.0, 0.0, 0.0),
+                     val_holdout=("biden/*", "libri-1034/*", "babble/*"), test_holdout=("libri-11*/*",))
+
+
+@pytest.fixture(scope="module")
+def lake_dir(tmp_path_factory) -> Path:
+    return small_lake(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def bank_dir(lake_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bank")
+    assert bank.main(["--lake", str(lake_dir), "--output", str(out), "--target", TARGET, "--window-s", "2.0",
+                      "--split-fractions", "1", "0", "0", "--val-holdout", "biden/*", "libri-1034/*", "babble/*",
+                      "--test-holdout", "libri-11*/*"]) == 0
+    return out
+
+
+def test_bank_splits_as_prepare_does_and_windows_are_normalised(lake_dir, bank_dir):
+    doc = json.loads((bank_dir / "bank.json").read_text())
+    entries = lake.read_index(str(lake_dir))
+    for split in bank.SPLITS:
+        b = bank.load(str(bank_dir), split) if doc["splits"][split]["windows"] else None
+        if b is None:
+            continue
+        assert b.windows.shape[1] == PREP.window
+        for name in b.speakers:  # every window comes from a recording of its split
+            kind, _, speaker = name.rpartition(":")
+            splits = {mixing.split_of(e.speaker, e.kind, e.recording_id, e.source_uri, PREP)
+                      for e in entries if e.speaker == speaker and e.kind == (kind or "speech")}
+            assert split in splits
+            if speaker.startswith("libri-"):  # other speakers are split whole: never in two splits
+                assert splits == {split}
+    val = bank.load(str(bank_dir), "val")
+    assert "biden" in val.speakers and "biden" not in bank.load(str(bank_dir), "train").speakers
+    meter = mixing.Loudness(16000)
+    speech = np.flatnonzero(~val.is_noise)[:5]
+    for w in speech:
+        assert abs(meter(np.asarray(val.windows[w], np.float32)) - PREP.lufs_target) < 1.0
+
+
+def test_sampler_mixes_sum_and_enrolls_the_same_speaker(bank_dir):
+    from vsep.enroll_data import Sampler
+
+    b = bank.load(str(bank_dir), "train")
+    s = Sampler(b, 8000, TARGET, TrainConfig())
+    rng = np.random.default_rng(0)
+    absent = 0
+    for _ in range(60):
+        mixture, enrollment, sources = s.example(rng)
+        np.testing.assert_allclose(mixture, sources[0] + sources[1], atol=1e-6)
+        assert enrollment.shape == (b.windows.shape[1],)
+        assert np.sum(sources[1] ** 2) > 0  # there is always something to remove
+        absent += not np.any(sources[0])
+    assert 0 < absent < 30  # the enrolled speaker is sometimes silent, as in a debate
+    with pytest.raises(ValueError, match="no noise"):
+        Sampler(bank.Bank(b.windows, b.speaker, np.zeros_like(b.is_noise), b.speakers, 16000), 8000, TARGET,
+                TrainConfig())
+
+
+def _conditioned(cfg=TINY):
+    from vsep.model import SeparationModel
+
+    return SeparationModel(cfg).build_for()
+
+
+def test_film_starts_as_the_identity_of_a_one_target_model():
+    from dataclasses import replace
+
+    from vsep.model import SeparationModel
+
+    plain = SeparationModel(replace(TINY, embed_dim=0)).build_for()
+    cond = _conditioned()
+    for layer in plain.unet.layers:
+        if layer.weights:
+            cond.unet.get_layer(layer.name).set_weights(layer.get_weights())
+    x = tf.random.normal([2, TINY.patch_samples()], seed=1) * 0.1
+    emb = cond.embed(tf.random.normal([2, 8000], seed=2))
+    np.testing.assert_allclose(cond(x, embedding=emb).numpy(), plain(x).numpy(), atol=1e-5)
+    # and the embedding matters once FiLM has weights
+    film = cond.unet.get_layer("enc0_film")
+    film.set_weights([np.full_like(w, 0.3) for w in film.get_weights()])
+    other = cond.embed(tf.random.normal([2, 8000], seed=3) * 3.0)
+    assert not np.allclose(cond(x, embedding=emb).numpy(), cond(x, embedding=other).numpy(), atol=1e-4)
+
+
+def test_debate_mode_outputs_sum_to_the_input_and_one_voice_is_plain_separation():
+    from vsep.inference import build_separate_fn
+
+    model = _conditioned()
+    film = model.unet.get_layer("enc1_film")
+    film.set_weights([np.random.default_rng(0).normal(0, 0.5, w.shape).astype(np.float32)
+                      for w in film.get_weights()])
+    x = (np.random.default_rng(1).normal(0, 0.1, 9000)).astype(np.float32)
+    embs = np.asarray(model.embed(tf.random.normal([2, 8000], seed=4)))
+    out = build_separate_fn(model, embeddings=embs)(x).numpy()
+    assert out.shape == (3, 9000)
+    np.testing.assert_allclose(out.sum(axis=0), x, atol=2e-4)
+    one = build_separate_fn(model, embeddings=embs[:1])(x).numpy()
+    ref = build_separate_fn(model, embeddings=None)  # needs an embedding: refuses
+    with pytest.raises(ValueError, match="needs an embedding"):
+        ref(x)
+    assert one.shape == (2, 9000) and not np.allclose(one[0], out[0], atol=1e-4)
+
+
+def test_names_are_checked():
+    assert enroll.parse_specs(["a=x.wav", "b"]) == [("a", "x.wav"), ("b", None)]
+    for bad, msg in ((["rest=x.wav"], "'rest'"), (["a=x.wav", "a=y.wav"], "twice"), (["a b=x"], "a name is"),
+                     (["a="], "no clip")):
+        with pytest.raises(enroll.EnrollError, match=msg):
+            enroll.parse_specs(bad)
+
+
+@pytest.fixture(scope="module")
+def trained(bank_dir, tmp_path_factory) -> Path:
+    """A tiny conditioned model trained for a few steps on the bank, by ``vsep train``."""
+    from vsep import train
+
+    out = tmp_path_factory.mktemp("cond") / "model"
+    args = ["--data", str(bank_dir), "--model-dir", str(out), "--target", TARGET, "--depth", "3", "--filters", "4",
+            "--patch-frames", "16", "--frame-length", "256", "--frame-step", "64", "--fft-length", "256",
+            "--embed-dim", "8", "--batch-size", "4", "--epochs", "2", "--steps-per-epoch", "3",
+            "--validation-steps", "2", "--quiet"]
+    assert train.main(args) == 0
+    return out
+
+
+def test_train_on_a_bank_stores_the_default_voice_and_resumes(trained, bank_dir):
+    from vsep import speaker, train
+
+    stored = speaker.read_embeddings(str(trained))
+    assert list(stored) == [TARGET] and stored[TARGET].shape == (8,)
+    assert abs(np.linalg.norm(stored[TARGET]) - 1.0) < 1e-4
+    history = [json.loads(line) for line in (trained / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert train.main(["--data", str(bank_dir), "--model-dir", str(trained), "--epochs", "3", "--quiet"]) == 0
+    assert len((trained / "history.jsonl").read_text().splitlines()) == 3
+
+
+def _clip(tmp_path: Path, name: str, seconds: float, silent: bool = False) -> Path:
+    from realdata import DATA
+
+    x, rate = sf.read(sorted((DATA / "speakers" / "biden").glob("*.wav"))[0], dtype="float32", always_2d=True)
+    x = np.tile(x.mean(axis=1), 20)[: int(seconds * rate)]
+    path = tmp_path / f"{name}.wav"
+    sf.write(path, np.zeros_like(x) if silent else x, rate)
+    return path
+
+
+def test_separate_with_two_enrolled_voices_writes_each_and_the_rest(trained, tmp_path):
+    from vsep import separate
+
+    a, b = _clip(tmp_path, "a", 12.0), _clip(tmp_path, "b", 8.0)
+    mix = tmp_path / "mix.wav"
+    x = np.random.default_rng(0).normal(0, 0.05, (16000 * 3, 2)).astype(np.float32)
+    sf.write(mix, x, 16000, subtype="FLOAT")
+    rc = separate.main([str(mix), "--model", str(trained), "--enroll", f"alice={a}", "--enroll", f"bob={b}",
+                        "--enroll", TARGET, "-o", str(tmp_path / "out"), "--no-progress"])
+    assert rc == 0
+    folder = tmp_path / "out" / "mix"
+    outs = {n: sf.read(folder / f"{n}.wav", dtype="float32")[0] for n in ("alice", "bob", TARGET, "rest")}
+    assert all(o.shape == x.shape for o in outs.values())
+    np.testing.assert_allclose(sum(outs.values()), x, atol=3e-3)  # int16 files, four of them
+    for n in ("alice", "bob", TARGET):
+        assert (folder / f"{n}.timeline.json").exists() and (folder / f"{n}.timeline.csv").exists()
+
+
+@pytest.mark.parametrize("case,msg", [("short", "s of speech; at least 3 s"), ("silent", "is silent"),
+                                      ("missing", "cannot read"), ("stored", "stores no voice")])
+def test_a_bad_enrollment_is_one_line_before_any_work(trained, tmp_path, capsys, case, msg):
+    from vsep import separate
+
+    clip = {"short": lambda: _clip(tmp_path, "s", 2.0), "silent": lambda: _clip(tmp_path, "z", 10.0, silent=True),
+            "missing": lambda: tmp_path / "nope.wav", "stored": lambda: None}[case]()
+    spec = "nobody" if clip is None else f"x={clip}"
+    mix = tmp_path / "mix.wav"
+    sf.write(mix, np.zeros(16000, np.float32), 16000)
+    rc = separate.main([str(mix), "--model", str(trained), "--enroll", spec, "-o", str(tmp_path / "out"),
+                        "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and msg in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_one_target_model_refuses_enrollment(tmp_path, capsys):
+    from vsep import separate
+
+    mix = tmp_path / "mix.wav"
+    sf.write(mix, np.zeros(16000, np.float32), 16000)
+    rc = separate.main([str(mix), "--enroll", f"x={_clip(tmp_path, 'a', 10.0)}", "-o", str(tmp_path / "o")])
+    assert rc == 2 and "speaker-conditioned model" in capsys.readouterr().err
+
+
+def test_separator_api_enrolls_waveforms(trained):
+    import vsep
+
+    x, rate = sf.read(sorted((Path(ROOT).parent / "shared" / "data" / "speakers" / "biden").glob("*.wav"))[0],
+                      dtype="float32", always_2d=True)
+    clip = np.tile(x.mean(axis=1), 20)[: 10 * rate]
+    sep = vsep.Separator(str(trained), enroll={"joe": (clip, rate)})
+    out = sep.separate(clip[: 2 * rate], rate)
+    assert list(out) == ["joe", "rest"] and sep.target == "joe"
+    assert out["joe"].shape == (2 * rate,)
+    with pytest.raises(enroll.EnrollError, match="silent"):
+        vsep.Separator(str(trained), enroll={"joe": (np.zeros(10 * rate, np.float32), rate)})

@@ -1,0 +1,146 @@
+"""Enrollment: ``NAME=clip.wav`` -> a checked clip -> the voice's embedding (speaker-conditioned models).
+
+``vsep separate --enroll NAME=CLIP`` (and :class:`vsep.Separator`,
+``vsep evaluate``) extracts the voice of the person in ``CLIP``: 10-60 s of
+that person alone is best; at least ``MIN_SPEECH_S`` of speech is required.
+``--enroll NAME`` alone names a voice stored with the model
+(``embeddings.json``, e.g. its default target). Every clip is checked before
+any other work: unreadable, silent, too little speech, or several voices
+(its parts disagree: their embeddings' cosine to the whole falls below
+``AGREEMENT``) is one line and exit 2; so is a name given twice or ``rest``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+MIN_SPEECH_S = 3.0
+PART_S = 4.0  # the consistency check embeds parts of this much speech
+AGREEMENT = 0.5  # least cosine of a part's embedding to the whole clip's (chosen on the val bank)
+FRAME_S = 0.02
+SPEECH_DB = 40.0  # frames within this of the clip's loudest (and above SILENCE_DBFS) count as speech
+SILENCE_DBFS = -60.0
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class EnrollError(ValueError):
+    """An enrollment that cannot be used; the message is one line."""
+
+
+def parse_specs(specs: Sequence[str]) -> list[tuple[str, str | None]]:
+    """``["biden=clip.wav", "trump"]`` -> ``[("biden", "clip.wav"), ("trump", None)]``, names checked."""
+    out: list[tuple[str, str | None]] = []
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        if not _NAME.match(name):
+            raise EnrollError(f"--enroll {spec!r}: a name is letters, digits, '_', '-' and '.' (NAME=CLIP)")
+        if name == "rest":
+            raise EnrollError("--enroll rest: 'rest' is the name of what is left; choose another name")
+        if any(n == name for n, _ in out):
+            raise EnrollError(f"--enroll {name}: the name is given twice")
+        if "=" in spec and not path:
+            raise EnrollError(f"--enroll {spec!r}: no clip after '='")
+        out.append((name, path or None))
+    return out
+
+
+def speech_frames(x: np.ndarray, rate: int) -> np.ndarray:
+    """Which ``FRAME_S`` frames of ``x [samples]`` hold speech-level sound ``[frames]`` (bool)."""
+    frame = max(1, int(FRAME_S * rate))
+    n = len(x) // frame * frame
+    if not n:
+        return np.zeros(0, bool)
+    power = (x[:n].reshape(-1, frame) ** 2).mean(axis=1)
+    db = 10 * np.log10(power + 1e-12)
+    return (db > SILENCE_DBFS) & (db > db.max() - SPEECH_DB)
+
+
+def read_clip(name: str, path: str, rate: int) -> np.ndarray:
+    """The clip ``[samples]`` at ``rate`` with its silences left out; :class:`EnrollError` if unusable."""
+    from vsep import audio, storage
+
+    try:
+        data = storage.read_bytes(path)
+        x = audio.load(data, rate, name=path)
+    except (audio.AudioError, OSError, storage.StorageError, ValueError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise EnrollError(f"--enroll {name}: cannot read {path} ({reason})") from None
+    return checked(name, x, rate, path)
+
+
+def checked(name: str, x: np.ndarray, rate: int, what: str = "the clip") -> np.ndarray:
+    """The speech of clip ``x [samples]`` at ``rate`` (silences left out); :class:`EnrollError` if too little."""
+    x = np.asarray(x, np.float32)
+    if x.ndim != 1 or not np.all(np.isfinite(x)):
+        raise EnrollError(f"--enroll {name}: {what} must be finite mono samples")
+    speech = speech_frames(x, rate)
+    if not speech.any():
+        raise EnrollError(f"--enroll {name}: {what} is silent")
+    seconds = speech.sum() * FRAME_S
+    if seconds < MIN_SPEECH_S:
+        raise EnrollError(f"--enroll {name}: {what} has {seconds:.1f} s of speech; at least {MIN_SPEECH_S:.0f} s "
+                          "is needed (10-60 s of the person alone is best)")
+    frame = max(1, int(FRAME_S * rate))
+    keep = np.repeat(speech, frame)
+    return x[: len(keep)][keep]
+
+
+def embed_clip(model, name: str, clip: np.ndarray) -> np.ndarray:
+    """Unit embedding ``[D]`` of a checked clip (one pass over it); refuses a clip of several voices.
+
+    With at least two parts of ``PART_S`` of speech, each part is embedded
+    too; a part whose cosine to the whole is below ``AGREEMENT`` means another
+    voice is in the clip.
+    """
+    whole = np.asarray(model.embed(clip[None]))[0]
+    part = int(PART_S * model.cfg.sample_rate)
+    count = len(clip) // part
+    if count >= 2:
+        parts = np.asarray(model.embed(clip[: count * part].reshape(count, part)))
+        agree = parts @ whole
+        if agree.min() < AGREEMENT:
+            worst = int(np.argmin(agree))
+            raise EnrollError(f"--enroll {name}: the clip sounds like more than one voice (its part at "
+                              f"{worst * PART_S:.0f}-{(worst + 1) * PART_S:.0f} s of speech agrees with the whole at "
+                              f"{agree[worst]:.2f}, below {AGREEMENT}); give a clip of the person alone")
+    return whole / (np.linalg.norm(whole) + 1e-8)
+
+
+def resolve(model, stored: dict[str, np.ndarray], specs: Sequence[tuple[str, object]]) -> dict[str, np.ndarray]:
+    """Embeddings per voice name: a clip path or waveform is embedded, ``None`` takes a stored voice."""
+    out = {}
+    for name, clip in specs:
+        if clip is None:
+            if name not in stored:
+                known = ", ".join(sorted(stored)) or "none"
+                raise EnrollError(f"--enroll {name}: the model stores no voice of that name (stored: {known}); "
+                                  f"give a clip: --enroll {name}=CLIP")
+            out[name] = stored[name]
+        else:
+            rate = model.cfg.sample_rate
+            out[name] = embed_clip(model, name, checked(name, clip, rate) if isinstance(clip, np.ndarray) else
+                                   read_clip(name, str(clip), rate))
+    return out
+
+
+def enroll_option(parser: argparse.ArgumentParser) -> None:
+    """``--enroll NAME=CLIP`` (repeatable), declared once for separate and evaluate."""
+    parser.add_argument("--enroll", action="append", default=[], metavar="NAME=CLIP",
+                        help="extract the voice of the person in CLIP (10-60 s of them alone) as NAME; repeat for "
+                             "debate mode (one WAV per voice, plus rest.wav); NAME alone: a voice stored with the "
+                             "model. Needs a speaker-conditioned model")
+
+
+def read_specs(specs: Sequence[str], model_dir: str | None) -> list | None:
+    """``--enroll`` values -> ``[(name, clip [samples] or None)]`` at the model's rate, every clip read and checked."""
+    from vsep import model_io
+
+    if not specs:
+        return None
+    cfg, _, _ = model_io.read_config(str(model_dir or model_io.BUNDLED))
+    return [(name, None if path is None else read_clip(name, path, cfg.sample_rate))
+            for name, path in parse_specs(specs)]
