@@ -95,7 +95,8 @@ def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts
     length, hop = chunk_geometry(cfg)
     weights = tf.constant(ola_weights(length))
     offsets = shift_offsets(cfg, shifts)
-    voices = None if embeddings is None else tf.constant(np.asarray(embeddings, np.float32))
+    # a variable, so that a benchmark can enroll other voices of the same count without retracing
+    voices = None if embeddings is None else tf.Variable(np.asarray(embeddings, np.float32), trainable=False)
 
     # the model on a batch of chunks, traced once and called by every pass (tracing it per pass
     # doubled the start-up of a short file)
@@ -138,12 +139,14 @@ def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts
             rows = tf.concat([tf.reduce_mean(waveform, axis=0, keepdims=True), waveform], 0)
             return average(rows)
 
+        separate_channels.voices = voices
         return separate_channels
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)], reduce_retracing=True)
     def separate(waveform):
         return average(waveform[None])[:, 0]
 
+    separate.voices = voices  # ``[K, D]`` embeddings of a conditioned model (``assign`` others), else None
     return separate
 
 

@@ -1,0 +1,147 @@
+"""Benchmark: a speaker-conditioned model on voices it never had as targets, by enrollment clip length.
+
+Mixtures of 8 s are built from one split of a speaker bank (``vsep bank``:
+``val`` to choose settings, ``test`` once per recipe): the target is a voice of
+that split (held out by speaker or by corpus; the bank's named target, which
+training saw, is left out), the interference another voice of the split from
+*another corpus*, at target-to-interference ratios of -5, 0 and +5 dB. The
+enrollment clip is other windows of the target voice (never the ones mixed),
+the first ``--enroll-seconds`` of them. Scored as ``vsep evaluate`` scores:
+BSSEval v4 SDR (median over 1 s windows) and SI-SDR, improvement over the
+mixture; PESQ and STOI of the target. For the timeline, every mixture is also
+remixed as turns (as ``bench_timeline.py``) and the frames where the enrolled
+voice speaks are compared with the truth.
+
+    .venv/bin/python benchmarks/bench_enroll.py --model runs/c1 --bank runs/bank --split val
+    .venv/bin/python benchmarks/bench_enroll.py --model runs/c1 --bank runs/bank --split test --speaker biden
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import zlib
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+WINDOWS = 2  # bank windows (4 s) per mixture: 8 s
+TIRS = (-5.0, 0.0, 5.0)
+
+
+def corpus(name: str) -> str:
+    return name.split("-")[0]
+
+
+def plan(bank, per_speaker: int, enroll_windows: int, only: str | None, seed: int) -> list[dict]:
+    """Mixtures ``{target, target_windows, enroll_windows, other, other_windows, tir_db}``."""
+    rng = np.random.default_rng(seed)
+    speech = [i for i, n in enumerate(bank.speakers) if not n.startswith("noise:")]
+    out = []
+    for s in speech:
+        name = bank.speakers[s]
+        if (only and name != only) or (not only and name == json_target(bank)):
+            continue
+        own = bank.of_speaker(s)
+        if len(own) < WINDOWS + 3:  # room for 8 s of target and at least 12 s of enrollment
+            continue
+        others = [o for o in speech if corpus(bank.speakers[o]) != corpus(name) and len(bank.of_speaker(o)) >= WINDOWS]
+        for k in range(min(per_speaker, (len(own) - 3) // WINDOWS)):
+            target_w = own[k * WINDOWS : (k + 1) * WINDOWS]
+            enroll_w = [int(w) for w in own if w not in target_w][:enroll_windows]
+            o = others[int(rng.integers(len(others)))]
+            start = int(rng.integers(0, len(bank.of_speaker(o)) - WINDOWS + 1))
+            out.append({"target": name, "target_windows": target_w.tolist(), "enroll_windows": enroll_w,
+                        "other": bank.speakers[o], "other_windows": bank.of_speaker(o)[start : start + WINDOWS].tolist(),
+                        "tir_db": TIRS[len(out) % len(TIRS)]})
+    return out
+
+
+def json_target(bank) -> str:
+    return getattr(bank, "target", "")
+
+
+def audio_of(bank, windows) -> np.ndarray:
+    return np.concatenate([np.asarray(bank.windows[w], np.float32) for w in windows])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--bank", required=True)
+    p.add_argument("--split", default="val", choices=("val", "test"))
+    p.add_argument("--speaker", help="only this voice of the split as target (e.g. biden)")
+    p.add_argument("--per-speaker", type=int, default=2)
+    p.add_argument("--max-speakers", type=int, default=40)
+    p.add_argument("--enroll-seconds", type=float, nargs="+", default=[10.0, 30.0])
+    p.add_argument("--target-floor", type=float, default=None)
+    p.add_argument("--out", help="write the rows and summary here (JSON)")
+    args = p.parse_args()
+
+    import tensorflow as tf  # noqa: F401 - the conditioned model runs in TensorFlow
+
+    from bench_timeline import turns
+    from vsep import bank as bank_mod
+    from vsep import enroll, evaluate, inference, model_io, timeline
+    from vsep.config import SeparateConfig
+
+    bank = bank_mod.load(args.bank, args.split)
+    bank.target = json.loads((Path(args.bank) / "bank.json").read_text())["target"]
+    model = model_io.load(args.model)
+    rate = model.cfg.sample_rate
+    scfg = SeparateConfig() if args.target_floor is None else SeparateConfig(target_floor=args.target_floor)
+    window_s = bank.windows.shape[1] / rate
+    longest = int(np.ceil(max(args.enroll_seconds) / window_s))
+    mixes = plan(bank, args.per_speaker, longest, args.speaker, seed=0)
+    targets = sorted({m["target"] for m in mixes})[: args.max_speakers]
+    mixes = [m for m in mixes if m["target"] in targets]
+    fn = inference.build_separate_fn(model, wiener=scfg.wiener, shifts=scfg.shifts, precision=scfg.precision,
+                                     target_floor=scfg.target_floor, embeddings=np.zeros((1, model.cfg.embed_dim)))
+    rows = []
+    for m in mixes:
+        target, other = audio_of(bank, m["target_windows"]), audio_of(bank, m["other_windows"])
+        other *= np.sqrt(np.sum(target**2) / (np.sum(other**2) * 10 ** (m["tir_db"] / 10) + 1e-12))
+        mixture = target + other
+        rng = np.random.default_rng(zlib.crc32(json.dumps(m).encode()))
+        gate = turns(len(target), rate, rng)
+        turn_mix = target * gate + other * turns(len(target), rate, rng, avoid=gate)
+        for seconds in args.enroll_seconds:
+            clip = audio_of(bank, m["enroll_windows"])[: int(seconds * rate)]
+            fn.voices.assign(enroll.embed_clip(model, m["target"], enroll.checked(m["target"], clip, rate))[None])
+            est = np.asarray(fn(mixture))
+            ex = {"id": m["target"], "kind": "2-speaker", "tir_db": m["tir_db"], "refs": np.stack([target, other])}
+            row = evaluate.score(ex, {"model": est, "mixture": np.stack([mixture, mixture])}, rate, ("target", "rest"))
+            tracker = timeline.Tracker(rate)
+            tracker.update(np.asarray(fn(turn_mix)))
+            conf = timeline.confidence(*tracker.energies())
+            truth = timeline.reference_activity(target * gate, rate, len(conf))
+            frames = timeline.frame_scores(timeline.active(conf, timeline.THRESHOLD), truth)
+            rows.append({**{k: m[k] for k in ("target", "other", "tir_db")}, "enroll_s": round(len(clip) / rate, 1),
+                         "asked_s": seconds, **{k: v for k, v in row["methods"]["model"]["target"].items()},
+                         "timeline_precision": frames["precision"], "timeline_recall": frames["recall"]})
+    summary = defaultdict(dict)
+    for seconds in args.enroll_seconds:
+        sel = [r for r in rows if r["asked_s"] == seconds]
+        for key in ("SDRi", "SI-SDRi", "PESQ", "STOI", "timeline_precision", "timeline_recall"):
+            vals = [r[key] for r in sel if key in r and np.isfinite(r[key])]
+            summary[seconds][key] = round(float(np.median(vals)), 3) if vals else None
+        summary[seconds]["examples"] = len(sel)
+        summary[seconds]["enroll_s_median"] = float(np.median([r["enroll_s"] for r in sel])) if sel else None
+    print(f"model {args.model}  bank {args.bank} split {args.split}  {len(targets)} target voices, "
+          f"{len(mixes)} mixtures  floor {scfg.target_floor}")
+    print("| enrollment | examples | SDRi | SI-SDRi | PESQ | STOI | timeline P | timeline R |")
+    print("|---|---|---|---|---|---|---|---|")
+    for seconds, s in summary.items():
+        print(f"| {seconds:g} s (median {s['enroll_s_median']}) | {s['examples']} | {s['SDRi']} | {s['SI-SDRi']} | "
+              f"{s['PESQ']} | {s['STOI']} | {s['timeline_precision']} | {s['timeline_recall']} |")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"args": vars(args), "summary": summary, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
