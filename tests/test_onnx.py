@@ -191,7 +191,8 @@ def test_separate_with_onnx_never_imports_tensorflow(tiny_dir, tmp_path):
     code = ("import sys; from vsep import separate; rc = separate.main(sys.argv[1:]); "
             "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'; sys.exit(rc)")
     outs = {}
-    for rt, how in (("onnx", ["-c", code]), ("tf", ["-m", "vsep.cli", "separate"])):
+    # TensorFlow in float32: on a CPU with bfloat16 units --precision auto would compute in bfloat16
+    for rt, how in (("onnx", ["-c", code]), ("tf", ["-m", "vsep.cli", "separate", "--precision", "float32"])):
         out = tmp_path / rt
         proc = subprocess.run([sys.executable, *how, "--model", str(tiny_dir), "--runtime", rt,
                                "--no-progress", "-o", str(out), str(wav)], capture_output=True, text=True)

@@ -40,31 +40,6 @@ def weights_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def stft_bases(frame_length: int, fft_length: int, frame_step: int) -> tuple[np.ndarray, np.ndarray]:
-    """Analysis kernel ``[2F, 1, frame_length]`` (real parts, then imaginary parts; ``F = fft_length // 2 + 1``)
-    and synthesis kernel ``[2F, 1, fft_length]``, windows folded in, matching ``tf.signal.stft`` /
-    ``tf.signal.inverse_stft`` with a periodic Hann window and its ``inverse_stft_window_fn``."""
-    n = np.arange(frame_length)
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * n / frame_length)  # periodic Hann
-    bins = fft_length // 2 + 1
-    k = np.arange(bins)[:, None]
-    phase = 2 * np.pi * k * np.arange(fft_length)[None] / fft_length  # [F, N]
-    analysis = np.concatenate([np.cos(phase[:, :frame_length]), -np.sin(phase[:, :frame_length])]) * window
-    denom = np.zeros(frame_step)
-    for start in range(0, frame_length, frame_step):  # inverse_stft_window_fn: window / sum of squared windows
-        seg = window[start : start + frame_step] ** 2
-        denom[: len(seg)] += seg
-    inv_window = np.zeros(fft_length)
-    inv_window[:frame_length] = window / np.tile(denom, -(-frame_length // frame_step))[:frame_length]
-    weight = np.full(bins, 2.0)
-    weight[0] = 1.0
-    if fft_length % 2 == 0:
-        weight[-1] = 1.0
-    weight = weight[:, None] / fft_length
-    synthesis = np.concatenate([weight * np.cos(phase), -weight * np.sin(phase)]) * inv_window
-    return analysis[:, None].astype(np.float32), synthesis[:, None].astype(np.float32)
-
-
 class _Graph:
     """A small builder over ``onnx.helper``: every method adds nodes and returns the output's name."""
 
@@ -88,6 +63,45 @@ class _Graph:
         out = self.name(hint or op_type.lower())
         self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
         return out
+
+
+def stft_factors(frame_length: int, fft_length: int, frame_step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(window [frame_length], synthesis window [fft_length], bin weights [F])`` of ``tf.signal.stft`` /
+    ``tf.signal.inverse_stft`` with a periodic Hann window and its ``inverse_stft_window_fn``."""
+    n = np.arange(frame_length)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * n / frame_length)  # periodic Hann
+    denom = np.zeros(frame_step)
+    for start in range(0, frame_length, frame_step):  # inverse_stft_window_fn: window / sum of squared windows
+        seg = window[start : start + frame_step] ** 2
+        denom[: len(seg)] += seg
+    inv_window = np.zeros(fft_length)
+    inv_window[:frame_length] = window / np.tile(denom, -(-frame_length // frame_step))[:frame_length]
+    bins = fft_length // 2 + 1
+    weight = np.full(bins, 2.0)
+    weight[0] = 1.0
+    if fft_length % 2 == 0:
+        weight[-1] = 1.0
+    return window, inv_window, weight / fft_length
+
+
+def dft_bases(g: _Graph, cfg) -> tuple[str, str]:
+    """The Hann-windowed DFT bases (real parts, then imaginary; ``F = fft_length // 2 + 1``), computed by
+    the graph itself (a few KB of file instead of 3 MB): analysis ``[frame_length, 2F]`` and synthesis
+    ``[2F, frame_length]`` with :func:`stft_factors` folded in. The phase index
+    ``k n mod N`` is exact integer arithmetic, so float32 cos and sin only see phases in
+    ``[0, 2 pi)``. Needs ``fft_length == frame_length``.
+    """
+    window, inv_window, weight = stft_factors(cfg.frame_length, cfg.fft_length, cfg.frame_step)
+    n_fft = cfg.fft_length
+    n = g.const(np.arange(n_fft, dtype=np.int64)[None, :], "n")
+    k = g.const(np.arange(n_fft // 2 + 1, dtype=np.int64)[:, None], "k")
+    index = g.op("Mod", g.op("Mul", k, n), g.const(np.int64(n_fft)))  # [F, N]
+    phase = g.op("Mul", g.op("Cast", index, to=1), g.const(np.float32(2 * np.pi / n_fft)))
+    cos_sin = g.op("Concat", g.op("Cos", phase), g.op("Neg", g.op("Sin", phase)), axis=0)  # [2F, N]
+    analysis = g.op("Transpose", g.op("Mul", cos_sin, g.const(window.astype(np.float32)[None])), perm=[1, 0])
+    scale = np.concatenate([weight, weight]).astype(np.float32)[:, None]  # [2F, 1]
+    synthesis = g.op("Mul", g.op("Mul", cos_sin, g.const(scale)), g.const(inv_window.astype(np.float32)[None]))
+    return analysis, synthesis
 
 
 def _fold_bn(layer) -> tuple[np.ndarray, np.ndarray]:
@@ -173,7 +187,6 @@ def build(model) -> bytes:
     bins, nbins = cfg.bins, cfg.fft_length // 2 + 1
     pad = cfg.frame_length - cfg.frame_step
     padded = (frames - 1) * cfg.frame_step + cfg.frame_length  # STFT's padding plus pad_end's zeros
-    analysis, synthesis = stft_bases(cfg.frame_length, cfg.fft_length, cfg.frame_step)
     g = _Graph()
     i64 = lambda v: g.const(np.asarray(v, np.int64), "shape")  # noqa: E731
     rows, floor, wiener = "rows", "floor", "wiener"
@@ -185,7 +198,8 @@ def build(model) -> bytes:
     hops = g.op("Reshape", flat, i64([-1, frames + ratio - 1, step]))  # [bC, T + r - 1, step]
     framed = g.op("Concat", *[g.op("Slice", hops, i64([j]), i64([j + frames]), i64([1])) for j in range(ratio)],
                   axis=2)  # [bC, T, frame_length]
-    spec = g.op("MatMul", framed, g.const(analysis[:, 0].T.copy()))  # [bC, T, 2F]
+    analysis, synthesis = dft_bases(g, cfg)
+    spec = g.op("MatMul", framed, analysis)  # [bC, T, 2F]
     spec = g.op("Reshape", spec, g.op("Concat", batch_ch, i64([frames, 2 * nbins]), axis=0))  # [b, C, T, 2F]
     mix = g.op("ReduceMean", spec, i64([1]), keepdims=0)  # [b, T, 2F]: the STFT of the downmix
     re = g.op("Slice", mix, i64([0]), i64([bins]), i64([2]))
@@ -209,7 +223,7 @@ def build(model) -> bytes:
     masks = g.op("Unsqueeze", g.op("Concat", masks, masks, axis=3), i64([2]))  # real and imaginary: [b, 2, 1, T, 2F]
     est = g.op("Mul", g.op("Unsqueeze", spec, i64([1])), masks)  # [b, 2, C, T, 2F]
     est = g.op("Reshape", est, i64([-1, frames, 2 * nbins]))
-    out = g.op("MatMul", est, g.const(synthesis[:, 0, : cfg.frame_length].copy()))  # [2bC, T, frame_length]
+    out = g.op("MatMul", est, synthesis)  # [2bC, T, frame_length]
     out = g.op("Reshape", out, i64([-1, frames, ratio, step]))
     parts = [g.op("Pad", g.op("Reshape", g.op("Slice", out, i64([j]), i64([j + 1]), i64([2])), i64([-1, frames, step])),
                   i64([0, j, 0, 0, ratio - 1 - j, 0])) for j in range(ratio)]  # overlap-add: frame t at hop t + j
