@@ -166,7 +166,8 @@ def build_chunked_fn(call: Callable[[np.ndarray], np.ndarray], cfg: ModelConfig,
                      batch_chunks: int = 1, channels: bool = False, workers: int = 1) -> Callable:
     """:func:`build_separate_fn` for a chunk model outside TensorFlow (the ONNX runtime).
 
-    ``call``: chunks ``[b, C, L]`` -> sources ``[b, 2, C, L]`` (masks from the mean of the ``C`` rows).
+    ``call``: chunks ``[b, C, L]`` -> sources ``[b, S, C, L]`` (masks from the mean of the ``C`` rows; ``S = 2``,
+    or each voice and the rest for a conditioned model).
     The same chunk grid, mirror padding, triangular overlap-add and shift
     offsets as the TensorFlow graph; returns ``[samples]`` -> ``[2, samples]``, or with
     ``channels`` ``[channels, samples]`` -> ``[2, channels, samples]``. ``workers`` batches are
@@ -185,16 +186,18 @@ def build_chunked_fn(call: Callable[[np.ndarray], np.ndarray], cfg: ModelConfig,
         count = max(1, 1 + (n + offset - length + hop - 1) // hop)
         total = (count - 1) * hop + length
         padded = mirror_extend_np(rows, offset, total - n - offset)
-        out = np.zeros((2, rows.shape[0], total), np.float32)
+        out = None  # [S, C, total]: as many sources as the model returns
         norm = np.zeros(total, np.float32)
         batches = [range(s, min(count, s + batch_chunks)) for s in range(0, count, batch_chunks)]
 
         def run(idx: range) -> np.ndarray:
-            res = call(np.stack([padded[:, i * hop : i * hop + length] for i in idx]))  # [b, 2, C, L]
+            res = call(np.stack([padded[:, i * hop : i * hop + length] for i in idx]))  # [b, S, C, L]
             res *= weights
             return res
 
         for idx, res in zip(batches, pool.map(run, batches) if pool else map(run, batches)):
+            if out is None:
+                out = np.zeros((res.shape[1], rows.shape[0], total), np.float32)
             for j, i in enumerate(idx):
                 out[..., i * hop : i * hop + length] += res[j]
                 norm[i * hop : i * hop + length] += weights

@@ -231,32 +231,41 @@ class SeparationModel(keras.Model):
         waves = tf.stack([self.istft(est[:, k], length=length) for k in range(2)], axis=1)  # [B*C, 2, L]
         return tf.transpose(tf.reshape(waves, [b, c, 2, length]), [0, 2, 1, 3])
 
-    def separate_speakers(self, mono, channels, embeddings, wiener=False, floor=0.0):
-        """``mono [B, L]``, ``channels [B, C, L]``, ``embeddings [K, D]`` -> ``[B, K + 1, C, L]``: each speaker, the rest.
+    def speaker_masks(self, spectrum, embeddings, wiener=False, floor=0.0):
+        """Masks ``[B, T, F, K + 1]`` for ``embeddings [K, D]``: each voice's target mask, then the rest's.
 
-        One speaker: :meth:`separate_channels` with its embedding. Several
-        (debate mode): one U-Net pass per speaker; each speaker's target mask
-        is its claim on a time-frequency cell, the rest claims what no
-        speaker keeps (the least of their rest masks); claims are squared and
-        normalised, so the louder claim wins softly and the outputs sum to
-        the input. ``wiener`` and ``floor`` apply to one speaker only.
+        One U-Net pass per voice (batched). The rest's mask is the least of the
+        voices' rest masks: what no voice keeps. One voice: exactly
+        :meth:`separate_spectra`'s masks. Several (debate mode): ratio masks
+        of the squared claims with no floor, so the louder claim wins softly
+        and the outputs sum to the input (``wiener`` and ``floor`` are then
+        ignored).
         """
-        b = tf.shape(mono)[0]
-        k = embeddings.shape[0]
-        if k == 1:
-            return self.separate_channels(mono, channels, wiener, floor, tf.tile(embeddings, [b, 1]))
-        spec = self.stft(mono)
-        masks = self.masks(tf.tile(spec, [k, 1, 1, 1]), embedding=tf.repeat(embeddings, b, axis=0))
+        b, k = tf.shape(spectrum)[0], embeddings.shape[0]
+        masks = self.masks(tf.tile(spectrum, [k, 1, 1, 1]), embedding=tf.repeat(embeddings, b, axis=0))
         masks = tf.reshape(masks, tf.concat([[k, b], tf.shape(masks)[1:]], 0))  # [K, B, T, F, 2]
-        claims = tf.concat([tf.transpose(masks[..., 0], [1, 2, 3, 0]),
-                            tf.reduce_min(masks[..., 1], axis=0)[..., None]], axis=-1)  # [B, T, F, K + 1]
-        power = claims**2 + EPS
-        share = power / tf.reduce_sum(power, axis=-1, keepdims=True)
-        c, length = tf.shape(channels)[1], tf.shape(channels)[2]
+        targets = tf.transpose(masks[..., 0], [1, 2, 3, 0])  # [B, T, F, K]
+        rest = tf.reduce_min(masks[..., 1], axis=0)[..., None]
+        if k > 1:
+            wiener, floor = True, 0.0
+        if floor:
+            targets = floor + (1.0 - floor) * targets
+        masks = tf.concat([targets, rest], axis=-1)
+        if wiener:
+            power = masks**2
+            masks = power / (tf.reduce_sum(power, axis=-1, keepdims=True) + EPS)
+        return masks
+
+    def separate_speakers(self, mono, channels, embeddings, wiener=False, floor=0.0):
+        """``mono [B, L]``, ``channels [B, C, L]``, ``embeddings [K, D]`` -> ``[B, K + 1, C, L]``: each voice,
+        then the rest (:meth:`speaker_masks`, computed on the downmix, shape every channel)."""
+        masks = self.speaker_masks(self.stft(mono), embeddings, wiener, floor)
+        b, c, length = tf.shape(channels)[0], tf.shape(channels)[1], tf.shape(channels)[2]
         spectra = self.stft(tf.reshape(channels, [b * c, length]))  # [B*C, T, F, 2]
-        share = tf.repeat(share, c, axis=0)
-        waves = tf.stack([self.istft(spectra * share[..., i : i + 1], length=length) for i in range(k + 1)], axis=1)
-        return tf.transpose(tf.reshape(waves, [b, c, k + 1, length]), [0, 2, 1, 3])
+        masks = tf.repeat(masks, c, axis=0)
+        waves = tf.stack([self.istft(spectra * masks[..., i : i + 1], length=length)
+                          for i in range(embeddings.shape[0] + 1)], axis=1)  # [B*C, K + 1, L]
+        return tf.transpose(tf.reshape(waves, [b, c, -1, length]), [0, 2, 1, 3])
 
     def call(self, waveform, training=False, wiener=False, floor=0.0, embedding=None):
         spectrum = self.stft(waveform)

@@ -139,8 +139,24 @@ def _subpixel(kernel: np.ndarray, bias: np.ndarray, size: int) -> tuple[np.ndarr
             np.repeat(np.asarray(bias, np.float64), 4).astype(np.float32), [-lo, -lo, hi, hi])
 
 
-def _unet(g: _Graph, unet, cfg, x: str) -> str:
-    """U-Net on NCHW ``x`` ``[b, 1, T, F]`` (log magnitudes) -> sigmoid masks ``[b, 2, T, F]``."""
+def _film(g: _Graph, layer, x: str, embeddings: str, batch: str) -> str:
+    """:class:`vsep.speaker.FiLM` on ``x [K*b, ch, T, F]`` (voice-major) from ``embeddings [K, D]``; ``batch``: ``[b]``."""
+    i64 = lambda v: g.const(np.asarray(v, np.int64), "shape")  # noqa: E731
+    kernel, bias = (np.asarray(w, np.float32) for w in layer.get_weights())  # [D, 2ch], [2ch]
+    ch = kernel.shape[1] // 2
+    gb = g.op("Add", g.op("MatMul", embeddings, g.const(kernel)), g.const(bias))  # [K, 2ch]
+    gb = g.op("Tile", g.op("Unsqueeze", gb, i64([1])), g.op("Concat", i64([1]), batch, i64([1]), axis=0))
+    gb = g.op("Reshape", gb, i64([-1, 2 * ch, 1, 1]))  # [K*b, 2ch, 1, 1]
+    gamma = g.op("Slice", gb, i64([0]), i64([ch]), i64([1]))
+    beta = g.op("Slice", gb, i64([ch]), i64([2 * ch]), i64([1]))
+    return g.op("Add", g.op("Mul", x, g.op("Add", gamma, g.const(np.float32(1.0)))), beta)
+
+
+def _unet(g: _Graph, unet, cfg, x: str, film: tuple[str, str] | None = None) -> str:
+    """U-Net on NCHW ``x`` ``[b, 1, T, F]`` (log magnitudes) -> sigmoid masks ``[b, 2, T, F]``.
+
+    ``film``: ``(embeddings [K, D], [b])`` for a speaker-conditioned model, whose ``x`` is ``[K*b, 1, T, F]``.
+    """
     scale, shift = _fold_bn(unet.get_layer("input_norm"))  # per frequency bin (axis 2 of NHWC = F)
     x = g.op("Add", g.op("Mul", x, g.const(scale.astype(np.float32).reshape(1, 1, 1, -1))),
              g.const(shift.astype(np.float32).reshape(1, 1, 1, -1)))
@@ -153,6 +169,8 @@ def _unet(g: _Graph, unet, cfg, x: str) -> str:
         x = g.op("Conv", x, g.const(w), g.const((bias * scale + shift).astype(np.float32)),
                  strides=[2, 2], pads=[b, b, e, e], kernel_shape=[cfg.kernel_size] * 2)
         x = g.op("LeakyRelu", x, alpha=0.2)
+        if film:
+            x = _film(g, unet.get_layer(f"enc{i}_film"), x, *film)
         skips.append(x)
     for j, i in enumerate(reversed(range(cfg.depth))):
         if j > 0:
@@ -210,10 +228,20 @@ def build(model) -> bytes:
         mag = g.op("Div", mag, g.op("Add", level, g.const(np.float32(LEVEL_FLOOR))))
     logmag = g.op("Log", g.op("Add", mag, g.const(np.float32(1.0))))  # log1p
     x = g.op("Unsqueeze", logmag, i64([1]))  # [b, 1, T, F]
-    masks = _unet(g, model.unet, cfg, x)  # [b, 2, T, bins]
+    cond = bool(cfg.embed_dim)
+    if cond:  # one U-Net pass per voice: [K*b, 1, T, F], voice-major
+        voices, batch = g.op("Shape", "embeddings", end=1), g.op("Shape", rows, end=1)
+        x = g.op("Tile", x, g.op("Concat", voices, i64([1, 1, 1]), axis=0))
+    masks = _unet(g, model.unet, cfg, x, ("embeddings", batch) if cond else None)  # [(K)b, 2, T, bins]
     masks = g.op("Concat", masks, g.op("Slice", masks, i64([bins - 1]), i64([bins]), i64([3])), axis=3)  # Nyquist
-    target = g.op("Slice", masks, i64([0]), i64([1]), i64([1]))
-    rest = g.op("Slice", masks, i64([1]), i64([2]), i64([1]))
+    if cond:  # SeparationModel.speaker_masks: each voice's target, then the least of their rest masks
+        per_voice = g.op("Reshape", masks, g.op("Concat", voices, batch, i64([2, frames, nbins]), axis=0))
+        target = g.op("Transpose", g.op("Squeeze", g.op("Slice", per_voice, i64([0]), i64([1]), i64([2])), i64([2])),
+                      perm=[1, 0, 2, 3])  # [b, K, T, F]
+        rest = g.op("ReduceMin", g.op("Slice", per_voice, i64([1]), i64([2]), i64([2])), i64([0]), keepdims=0)
+    else:
+        target = g.op("Slice", masks, i64([0]), i64([1]), i64([1]))
+        rest = g.op("Slice", masks, i64([1]), i64([2]), i64([1]))
     one = g.const(np.float32(1.0))
     target = g.op("Add", floor, g.op("Mul", g.op("Sub", one, floor), target))
     masks = g.op("Concat", target, rest, axis=1)
@@ -232,15 +260,18 @@ def build(model) -> bytes:
         wave = g.op("Add", wave, part)
     wave = g.op("Reshape", wave, i64([-1, (frames + ratio - 1) * step]))
     wave = g.op("Slice", wave, i64([pad]), i64([pad + length]), i64([1]))  # [2bC, L]
-    out_shape = g.op("Concat", g.op("Slice", shape, i64([0]), i64([1])), i64([2]),
+    sources = g.op("Add", voices, i64([1])) if cond else i64([2])
+    out_shape = g.op("Concat", g.op("Slice", shape, i64([0]), i64([1])), sources,
                      g.op("Slice", shape, i64([1]), i64([3])), axis=0)
     g.nodes.append(helper.make_node("Reshape", [wave, out_shape], ["sources"]))
+    inputs = [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["b", "C", length]),
+              helper.make_tensor_value_info("floor", TensorProto.FLOAT, []),
+              helper.make_tensor_value_info("wiener", TensorProto.FLOAT, [])]
+    if cond:
+        inputs.append(helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["K", cfg.embed_dim]))
     graph = helper.make_graph(
-        g.nodes, "vsep_chunk",
-        [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["b", "C", length]),
-         helper.make_tensor_value_info("floor", TensorProto.FLOAT, []),
-         helper.make_tensor_value_info("wiener", TensorProto.FLOAT, [])],
-        [helper.make_tensor_value_info("sources", TensorProto.FLOAT, ["b", 2, "C", length])],
+        g.nodes, "vsep_chunk", inputs,
+        [helper.make_tensor_value_info("sources", TensorProto.FLOAT, ["b", "K + 1" if cond else 2, "C", length])],
         initializer=g.inits,
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="vsep")
@@ -250,20 +281,25 @@ def build(model) -> bytes:
 
 
 def write(model, model_dir: str | Path, weights: str | Path | None = None) -> Path:
-    """Write ``model_dir/model.onnx`` for ``model``, stamped with the digest of ``weights``
-    (default: ``model_dir/model.weights.h5``)."""
+    """Write ``model_dir/model.onnx`` for ``model`` (and ``speaker.onnx``, its speaker encoder, for a
+    conditioned model), stamped with the digest of ``weights`` (default: ``model_dir/model.weights.h5``)."""
     import onnx
 
+    from vsep import onnx_speaker
     from vsep.model_io import WEIGHTS
 
-    proto = onnx.load_from_string(build(model))
     digest = weights_digest(weights or Path(model_dir) / WEIGHTS)
-    onnx.helper.set_model_props(proto, {WEIGHTS_KEY: digest})
-    path = Path(model_dir) / ONNX
-    tmp = path.with_suffix(".onnx.partial")
-    tmp.write_bytes(proto.SerializeToString())
-    tmp.replace(path)
-    return path
+    graphs = [(ONNX, build(model))]
+    if model.cfg.embed_dim:
+        graphs.append((onnx_speaker.SPEAKER_ONNX, onnx_speaker.build(model)))
+    for name, blob in reversed(graphs):  # model.onnx last: it is what marks the set as current
+        proto = onnx.load_from_string(blob)
+        onnx.helper.set_model_props(proto, {WEIGHTS_KEY: digest})
+        path = Path(model_dir) / name
+        tmp = path.with_suffix(".onnx.partial")
+        tmp.write_bytes(proto.SerializeToString())
+        tmp.replace(path)
+    return Path(model_dir) / ONNX
 
 
 def stamp(session) -> str | None:

@@ -37,12 +37,12 @@ class Served:
         self.names = self.names or (self.cfg.target, "rest")
 
 
-def onnx_session(model_dir: str):
-    """An onnxruntime session of ``model_dir/model.onnx`` if it was made from the directory's current
-    weights, the model is local and onnxruntime is installed; else None."""
+def onnx_session(model_dir: str, name: str | None = None):
+    """An onnxruntime session of ``model_dir/<name>`` (default ``model.onnx``) if it was made from the
+    directory's current weights, the model is local and onnxruntime is installed; else None."""
     from vsep import model_io, onnx_model
 
-    path, weights = Path(model_dir) / onnx_model.ONNX, Path(model_dir) / model_io.WEIGHTS
+    path, weights = Path(model_dir) / (name or onnx_model.ONNX), Path(model_dir) / model_io.WEIGHTS
     if "://" in model_dir or not path.is_file() or not weights.is_file():
         return None
     try:
@@ -104,11 +104,34 @@ def load(model_dir: str | None, scfg: SeparateConfig | None = None, voices: list
 
 
 def _load_conditioned(model_dir: str, scfg: SeparateConfig, voices: list) -> Served:
-    """A speaker-conditioned model (TensorFlow) serving ``voices``: their embeddings are computed once."""
-    from vsep import enroll, inference, model_io, speaker
+    """A speaker-conditioned model serving ``voices``; their embeddings are computed once (one pass over
+    each clip). onnxruntime where both graphs are current (``runtime`` auto or onnx), else TensorFlow."""
+    from vsep import enroll, inference, model_io, onnx_speaker, speaker
 
+    cfg, _, _ = model_io.read_config(model_dir)
+    stored = speaker.read_embeddings(model_dir)
+    session = encoder = None
+    if scfg.runtime != "tf":
+        session, encoder = onnx_session(model_dir), onnx_session(model_dir, onnx_speaker.SPEAKER_ONNX)
+    if scfg.runtime == "onnx" and (session is None or encoder is None):
+        raise ValueError(f"{model_dir}: no model.onnx and speaker.onnx made from its weights (vsep export --onnx), "
+                         "or onnxruntime is not installed")
+    if session is not None and encoder is not None:
+        embeddings = enroll.resolve(onnx_speaker.OnnxEmbedder(cfg, encoder), stored, voices)
+        emb = np.stack(list(embeddings.values())).astype(np.float32)
+        several = len(emb) > 1  # debate mode: ratio masks of the voices' claims, no floor
+        floor = np.array(0.0 if several else scfg.target_floor, np.float32)
+        wiener = np.array(1.0 if several or scfg.wiener else 0.0, np.float32)
+
+        def call(chunks: np.ndarray) -> np.ndarray:
+            return session.run(["sources"], {"rows": chunks, "floor": floor, "wiener": wiener, "embeddings": emb})[0]
+
+        def build(channels: bool) -> Callable:
+            return inference.build_chunked_fn(call, cfg, scfg.shifts, channels=channels, workers=_threads())
+
+        return Served(cfg, "onnx", build(False), build(True), (*embeddings, "rest"))
     model = model_io.load(model_dir)
-    embeddings = enroll.resolve(model, speaker.read_embeddings(model_dir), voices)
+    embeddings = enroll.resolve(model, stored, voices)
     emb = np.stack(list(embeddings.values()))
     kw = tf_options(scfg)
     return Served(model.cfg, "tf", inference.build_separate_fn(model, **kw, embeddings=emb),

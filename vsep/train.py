@@ -121,8 +121,7 @@ class TrainingState:
                     model_io.save_weights(self.model, state.model_dir)
                     if self.model.cfg.embed_dim:
                         _write_embeddings(self.model, state.model_dir, state.data)
-                    else:
-                        _write_onnx(self.model, state.model_dir)
+                    _write_onnx(self.model, state.model_dir)
                 else:
                     state.state["wait"] += 1
                 row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "time": round(time.time(), 1),
