@@ -69,7 +69,8 @@ def test_sampler_mixes_sum_and_enrolls_the_same_speaker(bank_dir):
     rng = np.random.default_rng(0)
     absent = 0
     for _ in range(60):
-        mixture, enrollment, sources = s.example(rng)
+        mixture, enrollment, sources, speaker = s.example(rng)
+        assert b.speakers[speaker] in s.bank.speakers and not b.speakers[speaker].startswith("noise:")
         np.testing.assert_allclose(mixture, sources[0] + sources[1], atol=1e-6)
         assert enrollment.shape == (b.windows.shape[1],)
         assert np.sum(sources[1] ** 2) > 0  # there is always something to remove
@@ -260,3 +261,20 @@ def test_onnx_graphs_of_a_conditioned_model_match_tensorflow(trained, tmp_path):
         np.testing.assert_allclose(out, ref, atol=2e-5 * np.abs(ref).max())
     served = runtime.load(str(trained), SeparateConfig(runtime="onnx"), [(TARGET, None)])
     assert served.runtime == "onnx" and served.names == (TARGET, "rest")
+
+
+def test_speaker_loss_trains_a_classifier_of_the_bank_voices(bank_dir, trained, tmp_path):
+    from vsep import model_io, train
+
+    out = tmp_path / "spk"
+    assert train.main(["--data", str(bank_dir), "--model-dir", str(out), "--init-from", str(trained),
+                       "--target", TARGET, "--depth", "3", "--filters", "4", "--patch-frames", "16",
+                       "--frame-length", "256", "--frame-step", "64", "--fft-length", "256", "--embed-dim", "8",
+                       "--speaker-loss", "0.1", "--batch-size", "4", "--epochs", "1", "--steps-per-epoch", "3",
+                       "--validation-steps", "2", "--quiet"]) == 0
+    _, tcfg, _ = model_io.read_config(str(out))
+    assert tcfg.speakers == len(bank.load(str(bank_dir), "train").speakers)
+    row = json.loads((out / "history.jsonl").read_text().splitlines()[0])
+    assert row["speaker_ce"] > 0
+    model = model_io.load(str(out))  # the classifier's weights load with the rest
+    assert model.classifier is not None and model.classifier.w.shape == (8, tcfg.speakers)

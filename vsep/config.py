@@ -221,6 +221,12 @@ class TrainConfig:
                          choices=PRECISIONS)
     shuffle_buffer: int = opt(256, "examples in the shuffle buffer")
     patience: int = opt(8, "epochs without validation improvement before early stopping")
+    speaker_loss: float = opt(0.0, "weight of the speaker-identification loss on the enrollment embeddings of a "
+                              "conditioned model (a cosine classifier over the bank's training voices): "
+                              "teaches the encoder to tell voices apart from the first step")
+    speakers: int = opt(0, "classes of that classifier: the training voices of the bank (set by vsep train)")
+    target_share: float = opt(0.2, "share of a conditioned model's training examples whose target is the bank's "
+                              "named target (its default voice)")
     seed: int = opt(0, "seed of shuffling, crops and augmentation")
 
 

@@ -1,7 +1,7 @@
 """tf.data for speaker-conditioned models: any speaker as target, mixed on the fly from a speaker bank.
 
 Every example draws a target speaker (the bank's named target with
-probability ``TARGET_SHARE``, otherwise any speaker with two or more
+probability ``TrainConfig.target_share``, otherwise any speaker with two or more
 windows), a window of that speaker as the target and another window as the
 enrollment clip, and one of these interferences:
 
@@ -17,7 +17,8 @@ Target, interference and enrollment then pass through their own random
 recording channels (:func:`vsep.dataset.channel_eq`) and the whole example
 through a random gain, as in :func:`vsep.dataset.remix`.
 
-Elements: ``((mixture [B, n], enrollment [B, ne]), sources [B, 2, n])`` with
+Elements: ``((mixture [B, n], enrollment [B, ne]), sources [B, 2, n])`` (training with
+``speaker_loss`` adds the target's bank speaker index ``[B]`` to the inputs) with
 ``n = ModelConfig.patch_samples()`` and ``ne`` the bank's window.
 """
 
@@ -31,7 +32,6 @@ from vsep.config import ModelConfig, TrainConfig
 
 KINDS = ("speech", "both", "noise", "impostor", "absent")
 KIND_WEIGHTS = (0.45, 0.2, 0.1, 0.1, 0.15)
-TARGET_SHARE = 0.2  # share of examples whose target is the bank's named target (the model's default)
 SNR_DB = (0.0, 10.0)
 IMPOSTOR_SHIFT = (8.0, 20.0)  # percent
 
@@ -64,10 +64,11 @@ class Sampler:
             return x
         return x * np.float32(np.sqrt(e_r / (e_x * 10.0 ** (ratio_db / 10.0))))
 
-    def example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(mixture [n], enrollment [ne], sources [2, n])`` before channels and gain."""
+    def example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """``(mixture [n], enrollment [ne], sources [2, n], speaker index)`` before channels and gain."""
         n = self.length
-        use_named = self.named is not None and len(self.windows_of[self.named]) >= 2 and rng.random() < TARGET_SHARE
+        use_named = (self.named is not None and len(self.windows_of[self.named]) >= 2
+                     and rng.random() < self.tcfg.target_share)
         s = self.named if use_named else self.targets[int(rng.integers(len(self.targets)))]
         w_t, w_e = rng.choice(self.windows_of[s], 2, replace=False)
         target = self._crop(rng, int(w_t), n)
@@ -90,17 +91,17 @@ class Sampler:
             rest += self._scaled(noise, ref, float(rng.uniform(*SNR_DB)) if kind == "both" else tir)
         if kind == "absent":
             target = np.zeros(n, np.float32)
-        return target + rest, enroll, np.stack([target, rest])
+        return target + rest, enroll, np.stack([target, rest]), s
 
     def batches(self, batch: int, seed: int | None):
-        """Endless batches ``(mixture [B, n], enrollment [B, ne], sources [B, 2, n])``."""
+        """Endless batches ``(mixture [B, n], enrollment [B, ne], sources [B, 2, n], speaker [B])``."""
         rng = np.random.default_rng(seed)
         while True:
             parts = [self.example(rng) for _ in range(batch)]
-            yield tuple(np.stack([p[k] for p in parts]) for k in range(3))
+            yield tuple(np.stack([p[k] for p in parts]) for k in range(4))
 
 
-def augment(mixture, enroll, sources, tcfg: TrainConfig):
+def augment(mixture, enroll, sources, speaker, tcfg: TrainConfig):
     """Own random channel for target, rest and enrollment; random gain; no clipping (TensorFlow)."""
     import tensorflow as tf
 
@@ -116,7 +117,8 @@ def augment(mixture, enroll, sources, tcfg: TrainConfig):
     target, rest = target * gain, rest * gain
     mixture = target + rest
     fix = tf.minimum(1.0, 0.99 / (tf.reduce_max(tf.abs(mixture), axis=-1, keepdims=True) + 1e-12))
-    return (mixture * fix, enroll), tf.stack([target * fix, rest * fix], axis=1)
+    x = (mixture * fix, enroll, speaker) if tcfg.speaker_loss > 0 else (mixture * fix, enroll)
+    return x, tf.stack([target * fix, rest * fix], axis=1)
 
 
 def make_datasets(root: str, cfg: ModelConfig, tcfg: TrainConfig):
@@ -134,16 +136,16 @@ def make_datasets(root: str, cfg: ModelConfig, tcfg: TrainConfig):
     if n > ne:
         raise ValueError(f"{root}: bank windows ({ne} samples) are shorter than a training patch ({n})")
     spec = ((tf.TensorSpec([tcfg.batch_size, n], tf.float32), tf.TensorSpec([tcfg.batch_size, ne], tf.float32),
-             tf.TensorSpec([tcfg.batch_size, 2, n], tf.float32)))
+             tf.TensorSpec([tcfg.batch_size, 2, n], tf.float32), tf.TensorSpec([tcfg.batch_size], tf.int32)))
 
     def dataset(bank, seed, split):
         sampler = Sampler(bank, n, cfg.target, tcfg, split)
         return tf.data.Dataset.from_generator(lambda: sampler.batches(tcfg.batch_size, seed), output_signature=spec)
 
-    train = dataset(train_bank, tcfg.seed, "train").map(lambda m, e, s: augment(m, e, s, tcfg),
+    train = dataset(train_bank, tcfg.seed, "train").map(lambda m, e, s, k: augment(m, e, s, k, tcfg),
                                                 num_parallel_calls=2).prefetch(4)
     val_steps = tcfg.validation_steps
-    val = dataset(val_bank, 12345, "val").map(lambda m, e, s: ((m, e), s)).take(val_steps).cache().repeat()
+    val = dataset(val_bank, 12345, "val").map(lambda m, e, s, k: ((m, e), s)).take(val_steps).cache().repeat()
     return train, val, val_steps
 
 

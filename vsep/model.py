@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 
 from vsep.config import ModelConfig, TrainConfig
-from vsep.speaker import FiLM, build_encoder
+from vsep.speaker import CosineClassifier, FiLM, build_encoder
 from vsep.stft import STFT, InverseSTFT, magnitude
 
 SOURCES = ("target", "rest")
@@ -174,6 +174,10 @@ class SeparationModel(keras.Model):
         self.istft = InverseSTFT.from_config_dataclass(cfg, name="istft")
         self.unet = build_unet(cfg, precision)
         self.encoder = build_encoder(cfg, precision) if cfg.embed_dim else None
+        self.classifier = None  # speaker identification on the embeddings, for training (TrainConfig.speaker_loss)
+        if self.encoder is not None and self.train_cfg.speaker_loss > 0 and self.train_cfg.speakers > 0:
+            self.classifier = CosineClassifier(self.train_cfg.speakers, name="speaker_classifier")
+        self.speaker_tracker = keras.metrics.Mean(name="speaker_ce")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.sisdr_tracker = keras.metrics.Mean(name="si_sdr")
         self.sisdri_tracker = keras.metrics.Mean(name="si_sdri")
@@ -277,10 +281,20 @@ class SeparationModel(keras.Model):
     # ---- training
 
     def _inputs(self, x, training):
-        """``x``: mixture ``[B, n]``, or ``(mixture, enrollment [B, Le])`` for a conditioned model."""
+        """``x``: mixture ``[B, n]``, or ``(mixture, enrollment [B, Le])`` for a conditioned model
+        (``(mixture, enrollment, speaker [B])`` when training with the speaker loss)."""
         if isinstance(x, (tuple, list)):
             return x[0], self.embed(x[1], training=training)
         return x, None
+
+    def _speaker_loss(self, x, embedding):
+        """Cross-entropy of the enrollment's speaker from its embedding (0 without labels or classifier)."""
+        if self.classifier is None or not isinstance(x, (tuple, list)) or len(x) < 3:
+            return 0.0
+        ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(x[2], self.classifier(embedding),
+                                                                         from_logits=True))
+        self.speaker_tracker.update_state(ce)
+        return self.train_cfg.speaker_loss * ce
 
     def _loss(self, mixture, sources, training, embedding=None):
         spectrum = self.stft(mixture)
@@ -313,9 +327,12 @@ class SeparationModel(keras.Model):
         with tf.GradientTape() as tape:
             mixture, embedding = self._inputs(x, training=True)
             loss, _ = self._loss(mixture, sources, training=True, embedding=embedding)
+            loss += self._speaker_loss(x, embedding)
         grads = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
         self.loss_tracker.update_state(loss)
+        if self.classifier is not None:
+            return {"loss": self.loss_tracker.result(), "speaker_ce": self.speaker_tracker.result()}
         return {"loss": self.loss_tracker.result()}
 
     def test_step(self, data):
@@ -339,7 +356,8 @@ class SeparationModel(keras.Model):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.sisdr_tracker, self.sisdri_tracker, self.snri_tracker]
+        extra = [self.speaker_tracker] if self.classifier is not None else []
+        return [self.loss_tracker, self.sisdr_tracker, self.sisdri_tracker, self.snri_tracker, *extra]
 
     def build_for(self, samples: int | None = None) -> SeparationModel:
         """Create the weights by running once on silence of ``samples`` samples."""
@@ -347,5 +365,8 @@ class SeparationModel(keras.Model):
         if self.encoder is None:
             self(tf.zeros([1, n]))
         else:
-            self(tf.zeros([1, n]), embedding=self.embed(tf.zeros([1, n])))
+            embedding = self.embed(tf.zeros([1, n]))
+            self(tf.zeros([1, n]), embedding=embedding)
+            if self.classifier is not None:
+                self.classifier(embedding)
         return self

@@ -43,6 +43,22 @@ class FiLM(keras.layers.Layer):
         return x * (1.0 + gb[..., : self.channels]) + gb[..., self.channels :]
 
 
+class CosineClassifier(keras.layers.Layer):
+    """Embeddings ``[B, D]`` (unit length) -> logits ``[B, classes]``: ``scale`` times the cosine to each
+    class's weight vector. Training only (the speaker loss); inference never calls it."""
+
+    def __init__(self, classes: int, scale: float = 10.0, **kwargs) -> None:
+        super().__init__(dtype="float32", **kwargs)
+        self.classes, self.scale = classes, scale
+
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1], self.classes), initializer="glorot_uniform", name="w")
+
+    def call(self, e):
+        w = self.w / keras.ops.sqrt(keras.ops.sum(self.w**2, axis=0, keepdims=True) + 1e-12)
+        return self.scale * keras.ops.matmul(keras.ops.cast(e, "float32"), w)
+
+
 def build_encoder(cfg: ModelConfig, precision: str = "float32") -> keras.Model:
     """Enrollment log-magnitudes ``[B, T, bins]`` -> unit embeddings ``[B, embed_dim]`` (float32)."""
     kw = {} if precision == "float32" else {"dtype": precision}

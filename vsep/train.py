@@ -12,6 +12,7 @@ the last completed epoch. The best epoch's weights are ``model.weights.h5``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -59,6 +60,10 @@ def resolve(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig, str]:
     data = args.data or data
     if not data:
         raise ValueError("--data is required for a new model")
+    if mcfg.embed_dim and tcfg.speaker_loss > 0 and not tcfg.speakers:  # the classifier's classes: the bank's
+        from vsep import bank
+
+        tcfg = dataclasses.replace(tcfg, speakers=len(bank.load(data, "train").speakers))
     return mcfg, tcfg, data
 
 
@@ -191,19 +196,17 @@ class TimeLimit:
 
 def init_weights(model, mcfg: ModelConfig, model_dir: str) -> None:
     """Start from the weights of ``model_dir`` (fine-tuning); its architecture and STFT must be ``mcfg``'s."""
-    import dataclasses
-
     other, _, _ = model_io.read_config(model_dir)
-    if other == mcfg:
-        model.set_weights(model_io.load(model_dir).get_weights())
-    elif other.embed_dim == 0 and dataclasses.replace(other, embed_dim=mcfg.embed_dim) == mcfg:
-        # a one-target model starts a speaker-conditioned one: its U-Net layers, the new ones as initialised
-        source = model_io.load(model_dir).unet
-        for layer in source.layers:
-            if layer.weights:
-                model.unet.get_layer(layer.name).set_weights(layer.get_weights())
-    else:
+    if other != mcfg and not (other.embed_dim == 0 and dataclasses.replace(other, embed_dim=mcfg.embed_dim) == mcfg):
         raise ValueError(f"--init-from {model_dir}: its model config differs from this run's")
+    source = model_io.load(model_dir)
+    # layer by layer: a one-target model starts a speaker-conditioned one (its U-Net layers; FiLM, the
+    # encoder and a speaker classifier as initialised), a conditioned one another (without its classifier)
+    for layer in source.unet.layers:
+        if layer.weights:
+            model.unet.get_layer(layer.name).set_weights(layer.get_weights())
+    if source.encoder is not None:
+        model.encoder.set_weights(source.encoder.get_weights())
     print(f"train: starting from the weights of {model_dir}")
 
 
