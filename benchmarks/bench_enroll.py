@@ -14,6 +14,12 @@ voice speaks are compared with the truth.
 
     .venv/bin/python benchmarks/bench_enroll.py --model runs/c1 --bank runs/bank --split val
     .venv/bin/python benchmarks/bench_enroll.py --model runs/c1 --bank runs/bank --split test --speaker biden
+    .venv/bin/python benchmarks/bench_enroll.py --model runs/c1 --bank runs/bank --split val --agreement
+
+``--agreement`` instead measures the several-voices check of :mod:`vsep.enroll`:
+the least agreement of a clip's 4 s parts with the whole, for 16 s clips of one
+voice and for clips of two voices (8 s each), so its threshold is chosen on
+validation.
 """
 
 from __future__ import annotations
@@ -69,6 +75,36 @@ def audio_of(bank, windows) -> np.ndarray:
     return np.concatenate([np.asarray(bank.windows[w], np.float32) for w in windows])
 
 
+def agreement(model, bank) -> int:
+    """Least part-to-whole cosine of one-voice and two-voice clips; prints both distributions."""
+    from vsep import enroll
+
+    rate = model.cfg.sample_rate
+    speech = [i for i, n in enumerate(bank.speakers) if not n.startswith("noise:") and len(bank.of_speaker(i)) >= 4]
+    part = int(enroll.PART_S * rate)
+
+    def least(clip):
+        whole = np.asarray(model.embed(clip[None]))[0]
+        parts = np.asarray(model.embed(clip[: len(clip) // part * part].reshape(-1, part)))
+        return float((parts @ whole / np.linalg.norm(whole)).min())
+
+    one, two = [], []
+    for j, s in enumerate(speech):
+        own = bank.of_speaker(s)
+        one.append(least(enroll.checked("x", audio_of(bank, own[:4]), rate)))
+        other = speech[(j + 1) % len(speech)]
+        mixed = np.concatenate([audio_of(bank, own[:2]), audio_of(bank, bank.of_speaker(other)[:2])])
+        two.append(least(enroll.checked("x", mixed, rate)))
+    for name, v in (("one voice", one), ("two voices", two)):
+        q = np.percentile(v, [5, 25, 50, 75, 95])
+        print(f"{name}: {len(v)} clips, least part agreement percentiles 5/25/50/75/95: "
+              + " ".join(f"{x:.3f}" for x in q))
+    for th in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+        print(f"threshold {th}: one-voice clips refused {np.mean(np.array(one) < th):.1%}, "
+              f"two-voice clips caught {np.mean(np.array(two) < th):.1%}")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True)
@@ -80,11 +116,12 @@ def main() -> int:
     p.add_argument("--enroll-seconds", type=float, nargs="+", default=[10.0, 30.0])
     p.add_argument("--target-floor", type=float, default=None)
     p.add_argument("--out", help="write the rows and summary here (JSON)")
+    p.add_argument("--agreement", action="store_true", help="measure the several-voices check instead")
     args = p.parse_args()
 
     import tensorflow as tf  # noqa: F401 - the conditioned model runs in TensorFlow
-
     from bench_timeline import turns
+
     from vsep import bank as bank_mod
     from vsep import enroll, evaluate, inference, model_io, timeline
     from vsep.config import SeparateConfig
@@ -96,6 +133,8 @@ def main() -> int:
     scfg = SeparateConfig() if args.target_floor is None else SeparateConfig(target_floor=args.target_floor)
     window_s = bank.windows.shape[1] / rate
     longest = int(np.ceil(max(args.enroll_seconds) / window_s))
+    if args.agreement:
+        return agreement(model, bank)
     mixes = plan(bank, args.per_speaker, longest, args.speaker, seed=0)
     targets = sorted({m["target"] for m in mixes})[: args.max_speakers]
     mixes = [m for m in mixes if m["target"] in targets]

@@ -94,16 +94,22 @@ def main() -> int:
     p.add_argument("--precision", default=SeparateConfig().precision, choices=("auto", "float32", "mixed_bfloat16"))
     p.add_argument("--runtime", default=SeparateConfig().runtime, choices=("auto", "onnx", "tf"))
     p.add_argument("--mono", action="store_true", help="vsep separate --mono (one output channel)")
+    p.add_argument("--enroll", action="append", default=[], metavar="NAME=CLIP",
+                   help="vsep separate --enroll (a conditioned model; two or more: debate mode)")
     args = p.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from vsep import inference, runtime
 
     extra = ["--shifts", str(args.shifts), "--precision", args.precision, "--runtime", args.runtime] + \
-        (["--model", args.model] if args.model else []) + (["--mono"] if args.mono else [])
+        (["--model", args.model] if args.model else []) + (["--mono"] if args.mono else []) + \
+        [x for e in args.enroll for x in ("--enroll", e)]
+    from vsep import enroll
+
     served = runtime.load(args.model, SeparateConfig(shifts=args.shifts, precision=args.precision,
-                                                     runtime=args.runtime))
+                                                     runtime=args.runtime), enroll.read_specs(args.enroll, args.model))
     fn, cfg = served.mono, served.cfg
-    print(json.dumps({"cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)), "runtime": served.runtime}))
+    print(json.dumps({"cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)), "runtime": served.runtime,
+                      "voices": list(served.names[:-1])}))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         inputs = [("1 s", 1 / 60), (f"{args.minutes:g} min", args.minutes)]
