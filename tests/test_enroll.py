@@ -278,3 +278,26 @@ def test_speaker_loss_trains_a_classifier_of_the_bank_voices(bank_dir, trained, 
     assert row["speaker_ce"] > 0
     model = model_io.load(str(out))  # the classifier's weights load with the rest
     assert model.classifier is not None and model.classifier.w.shape == (8, tcfg.speakers)
+
+
+def test_savedmodel_of_a_conditioned_model_embeds_and_separates_anybody(trained, tmp_path):
+    from vsep import export, model_io, speaker
+    from vsep.inference import build_separate_fn
+
+    from vsep.config import SeparateConfig
+
+    out = export.export(str(trained), str(tmp_path / "sm"), SeparateConfig(precision="float32"))
+    loaded = tf.saved_model.load(out)
+    assert {"serving_default", "enrolled", "embed", "info"} <= set(loaded.signatures)
+    model = model_io.load(str(trained))
+    clip = np.random.default_rng(3).normal(0, 0.1, 24000).astype(np.float32)
+    emb = loaded.signatures["embed"](clip=tf.constant(clip))["embedding"].numpy()
+    np.testing.assert_allclose(emb, model.embed(clip[None]).numpy()[0], atol=1e-5)
+    x = np.random.default_rng(4).normal(0, 0.1, 12000).astype(np.float32)
+    got = loaded.signatures["enrolled"](waveform=tf.constant(x), embedding=tf.constant(emb))
+    ref = build_separate_fn(model, shifts=2, target_floor=0.3, embeddings=emb[None])(x).numpy()
+    np.testing.assert_allclose(got["target"].numpy(), ref[0], atol=1e-4)
+    default = loaded.signatures["serving_default"](waveform=tf.constant(x))["target"].numpy()
+    stored = speaker.read_embeddings(str(trained))[TARGET]
+    ref = build_separate_fn(model, shifts=2, target_floor=0.3, embeddings=stored[None])(x).numpy()
+    np.testing.assert_allclose(default, ref[0], atol=1e-4)

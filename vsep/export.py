@@ -10,6 +10,11 @@ so any length works. Load it with ``tf.saved_model.load`` alone; the model's
 ``config.json`` is copied into ``assets/`` and the rate is also a constant
 (``sample_rate``) and a signature (``info``). ``--shifts`` and ``--wiener``
 are baked into the graph and recorded in that ``config.json`` under ``separate``.
+
+A speaker-conditioned model serves its default voice as ``serving_default`` and
+has two more signatures: ``embed`` (``clip`` float32 ``[samples]``, the person
+alone -> ``embedding`` ``[D]``) and ``enrolled`` (``waveform`` and ``embedding`` ->
+``target`` and ``rest``): enroll once, separate many.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from collections.abc import Sequence
 from vsep.config import SeparateConfig, add_arguments, from_namespace, to_dict
 
 
-def build_module(model, scfg: SeparateConfig | None = None):
-    """A ``tf.Module`` wrapping the model with the serving functions (``scfg``: how it separates)."""
+def build_module(model, scfg: SeparateConfig | None = None, stored: dict | None = None):
+    """A ``tf.Module`` wrapping the model with the serving functions (``scfg``: how it separates;
+    ``stored``: a conditioned model's named embeddings)."""
+    import numpy as np
     import tensorflow as tf
 
     from vsep.inference import build_separate_fn
@@ -34,18 +41,41 @@ def build_module(model, scfg: SeparateConfig | None = None):
     model = with_precision(model, scfg.precision)  # the served graph tracks the model it computes with
     from vsep.runtime import tf_options
 
-    separate = build_separate_fn(model, **tf_options(scfg))
+    cfg = model.cfg
+    default = None
+    if cfg.embed_dim:  # a conditioned model: its default voice (stored embedding) serves serving_default
+        if cfg.target not in (stored or {}):
+            raise ValueError(f"a speaker-conditioned model needs its default voice {cfg.target!r} "
+                             "(embeddings.json) for serving_default")
+        default = np.asarray(stored[cfg.target], np.float32)[None]
+    separate = build_separate_fn(model, **tf_options(scfg), embeddings=default)
 
     class VsepServing(tf.Module):
         def __init__(self) -> None:
             super().__init__(name="vsep")
-            self.model = model
-            self.sample_rate = tf.Variable(model.cfg.sample_rate, trainable=False, dtype=tf.int32)
+            if cfg.embed_dim:  # its variables, not the Keras model: saving that traces a call without a voice
+                self.variables_ = [w.value for w in model.weights]
+                self.voices = separate.voices  # the default voice
+            else:
+                self.model = model
+            self.sample_rate = tf.Variable(cfg.sample_rate, trainable=False, dtype=tf.int32)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="waveform")])
         def serve(self, waveform):
             out = separate(waveform)
             return {"target": out[0], "rest": out[1]}
+
+        if cfg.embed_dim:
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="waveform"),
+                                          tf.TensorSpec([cfg.embed_dim], tf.float32, name="embedding")])
+            def enrolled(self, waveform, embedding):
+                out = separate.enrolled(waveform, embedding[None])
+                return {"target": out[0], "rest": out[1]}
+
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="clip")])
+            def embed(self, clip):
+                """An enrollment clip (mono, the model's rate, the person alone) -> its embedding ``[D]``."""
+                return {"embedding": model.embed(clip[None])[0]}
 
         @tf.function(input_signature=[])
         def info(self):
@@ -62,9 +92,14 @@ def export(model_dir: str | None, output: str, scfg: SeparateConfig | None = Non
 
     scfg = scfg or SeparateConfig()
     scfg.validate()
+    from vsep import speaker
+
     model = model_io.load(model_dir)
-    module = build_module(model, scfg)
-    tf.saved_model.save(module, output, signatures={"serving_default": module.serve, "info": module.info})
+    module = build_module(model, scfg, speaker.read_embeddings(str(model_dir or model_io.BUNDLED)))
+    signatures = {"serving_default": module.serve, "info": module.info}
+    if model.cfg.embed_dim:
+        signatures.update(enrolled=module.enrolled, embed=module.embed)
+    tf.saved_model.save(module, output, signatures=signatures)
     _, _, doc = model_io.read_config(str(model_dir or model_io.BUNDLED))
     doc = {**doc, "separate": to_dict(scfg)}
     storage.write_text(storage.join(output, "assets", "config.json"), json.dumps(doc, indent=2, sort_keys=True))

@@ -97,20 +97,24 @@ def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts
     offsets = shift_offsets(cfg, shifts)
     # a variable, so that a benchmark can enroll other voices of the same count without retracing
     voices = None if embeddings is None else tf.Variable(np.asarray(embeddings, np.float32), trainable=False)
+    spec = tf.TensorSpec([None, None, length], tf.float32)
 
     # the model on a batch of chunks, traced once and called by every pass (tracing it per pass
-    # doubled the start-up of a short file)
-    @tf.function(input_signature=[tf.TensorSpec([None, None, length], tf.float32)], reduce_retracing=True)
-    def run(chunks):
-        """``[b, R, L]`` (row 0 the downmix, rows 1.. the channels, or one row) -> ``[b, 2, R', L]``."""
-        if voices is not None:
+    # doubled the start-up of a short file); ``[b, R, L]`` (row 0 the downmix, rows 1.. the channels,
+    # or one row) -> ``[b, S, R', L]``
+    if voices is None:
+        @tf.function(input_signature=[spec], reduce_retracing=True)
+        def run(chunks):
+            if not channels:
+                return model(chunks[:, 0], training=False, wiener=wiener, floor=target_floor)[:, :, None]
+            return model.separate_channels(chunks[:, 0], chunks[:, 1:], wiener=wiener, floor=target_floor)
+    else:
+        @tf.function(input_signature=[spec, tf.TensorSpec(voices.shape, tf.float32)], reduce_retracing=True)
+        def run(chunks, v):
             rows = chunks[:, 1:] if channels else chunks[:, :1]
-            return model.separate_speakers(chunks[:, 0], rows, voices, wiener=wiener, floor=target_floor)
-        if not channels:
-            return model(chunks[:, 0], training=False, wiener=wiener, floor=target_floor)[:, :, None]
-        return model.separate_channels(chunks[:, 0], chunks[:, 1:], wiener=wiener, floor=target_floor)
+            return model.separate_speakers(chunks[:, 0], rows, v, wiener=wiener, floor=target_floor)
 
-    def one_pass(rows, offset: int):
+    def one_pass(rows, offset: int, v):
         """One pass over ``rows [R, n]`` whose chunk grid starts ``offset`` samples before them."""
         n = tf.shape(rows)[-1]
         chunks_needed = tf.maximum(1, 1 + (n + offset - length + hop - 1) // hop)
@@ -120,33 +124,38 @@ def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts
         count = tf.shape(chunks)[0]
         outputs = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
         for start in tf.range(0, count, batch_chunks):
-            outputs = outputs.write(start // batch_chunks, run(chunks[start : start + batch_chunks]))
-        per_chunk = outputs.concat()  # [C, 2, R', L]
-        weighted = tf.transpose(per_chunk, [1, 2, 0, 3]) * weights  # [2, R', C, L]
+            batch = chunks[start : start + batch_chunks]
+            outputs = outputs.write(start // batch_chunks, run(batch) if v is None else run(batch, v))
+        per_chunk = outputs.concat()  # [C, S, R', L]
+        weighted = tf.transpose(per_chunk, [1, 2, 0, 3]) * weights  # [S, R', C, L]
         summed = tf.signal.overlap_and_add(weighted, hop)
         norm = tf.signal.overlap_and_add(tf.tile(weights[None], [count, 1]), hop)
-        return (summed / norm)[..., offset : offset + n]  # [2, R', n]
+        return (summed / norm)[..., offset : offset + n]  # [S, R', n]
 
-    def average(rows):
+    def average(rows, v):
         total = 0.0
         for offset in offsets:  # a Python loop: one pass each in the graph
-            total += one_pass(rows, offset)
+            total += one_pass(rows, offset, v)
         return total / len(offsets)
 
-    if channels:
-        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)], reduce_retracing=True)
-        def separate_channels(waveform):
-            rows = tf.concat([tf.reduce_mean(waveform, axis=0, keepdims=True), waveform], 0)
-            return average(rows)
+    def downmix_and(waveform):
+        return tf.concat([tf.reduce_mean(waveform, axis=0, keepdims=True), waveform], 0)
 
-        separate_channels.voices = voices
-        return separate_channels
+    shape = [None, None] if channels else [None]
+    prepare = downmix_and if channels else (lambda w: w[None])
+    finish = (lambda out: out) if channels else (lambda out: out[:, 0])
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)], reduce_retracing=True)
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)], reduce_retracing=True)
     def separate(waveform):
-        return average(waveform[None])[:, 0]
+        return finish(average(prepare(waveform), voices))
 
     separate.voices = voices  # ``[K, D]`` embeddings of a conditioned model (``assign`` others), else None
+    if voices is not None:  # the same with the embeddings as an argument (the SavedModel's enrolled signature)
+        @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32), tf.TensorSpec(voices.shape, tf.float32)])
+        def enrolled(waveform, v):
+            return finish(average(prepare(waveform), v))
+
+        separate.enrolled = enrolled
     return separate
 
 
