@@ -282,9 +282,8 @@ def test_speaker_loss_trains_a_classifier_of_the_bank_voices(bank_dir, trained, 
 
 def test_savedmodel_of_a_conditioned_model_embeds_and_separates_anybody(trained, tmp_path):
     from vsep import export, model_io, speaker
-    from vsep.inference import build_separate_fn
-
     from vsep.config import SeparateConfig
+    from vsep.inference import build_separate_fn
 
     out = export.export(str(trained), str(tmp_path / "sm"), SeparateConfig(precision="float32"))
     loaded = tf.saved_model.load(out)
