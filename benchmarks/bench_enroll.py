@@ -10,7 +10,9 @@ the first ``--enroll-seconds`` of them. Scored as ``vsep evaluate`` scores:
 BSSEval v4 SDR (median over 1 s windows) and SI-SDR, improvement over the
 mixture; PESQ and STOI of the target. For the timeline, every mixture is also
 remixed as turns (as ``bench_timeline.py``) and the frames where the enrolled
-voice speaks are compared with the truth.
+voice speaks are compared with the truth. Two more checks: the enrolled voice
+alone (how much of it the model keeps, dB lost) and the other voice alone (how
+much of it comes back as the enrolled voice, dB relative to it).
 
     .venv/bin/python benchmarks/bench_enroll.py --model runs/c1 --bank runs/bank --split val
     .venv/bin/python benchmarks/bench_enroll.py --model runs/c1 --bank runs/bank --split test --speaker biden
@@ -120,11 +122,11 @@ def main() -> int:
     args = p.parse_args()
 
     import tensorflow as tf  # noqa: F401 - the conditioned model runs in TensorFlow
-    from bench_timeline import turns
 
     from vsep import bank as bank_mod
     from vsep import enroll, evaluate, inference, model_io, timeline
     from vsep.config import SeparateConfig
+    from vsep.enroll_data import turns
 
     bank = bank_mod.load(args.bank, args.split)
     bank.target = json.loads((Path(args.bank) / "bank.json").read_text())["target"]
@@ -159,24 +161,31 @@ def main() -> int:
             conf = timeline.confidence(*tracker.energies())
             truth = timeline.reference_activity(target * gate, rate, len(conf))
             frames = timeline.frame_scores(timeline.active(conf, timeline.THRESHOLD), truth)
-            rows.append({**{k: m[k] for k in ("target", "other", "tir_db")}, "enroll_s": round(len(clip) / rate, 1),
+            alone = np.asarray(fn(target))[0]  # the enrolled voice alone: kept whole?
+            leak = np.asarray(fn(other))[0]  # another voice alone: given back as the enrolled one?
+            extra = {"alone_loss_db": float(10 * np.log10(np.sum(target**2) / (np.sum(alone**2) + 1e-12))),
+                     "absent_leak_db": float(10 * np.log10(np.sum(leak**2) / (np.sum(other**2) + 1e-12) + 1e-12))}
+            rows.append({**extra, **{k: m[k] for k in ("target", "other", "tir_db")}, "enroll_s": round(len(clip) / rate, 1),
                          "asked_s": seconds, **{k: v for k, v in row["methods"]["model"]["target"].items()},
                          "timeline_precision": frames["precision"], "timeline_recall": frames["recall"]})
     summary = defaultdict(dict)
     for seconds in args.enroll_seconds:
         sel = [r for r in rows if r["asked_s"] == seconds]
-        for key in ("SDRi", "SI-SDRi", "PESQ", "STOI", "timeline_precision", "timeline_recall"):
+        for key in ("SDRi", "SI-SDRi", "PESQ", "STOI", "timeline_precision", "timeline_recall", "alone_loss_db",
+                    "absent_leak_db"):
             vals = [r[key] for r in sel if key in r and np.isfinite(r[key])]
             summary[seconds][key] = round(float(np.median(vals)), 3) if vals else None
         summary[seconds]["examples"] = len(sel)
         summary[seconds]["enroll_s_median"] = float(np.median([r["enroll_s"] for r in sel])) if sel else None
     print(f"model {args.model}  bank {args.bank} split {args.split}  {len(targets)} target voices, "
           f"{len(mixes)} mixtures  floor {scfg.target_floor}")
-    print("| enrollment | examples | SDRi | SI-SDRi | PESQ | STOI | timeline P | timeline R |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| enrollment | examples | SDRi | SI-SDRi | PESQ | STOI | timeline P | timeline R | alone: loss dB "
+          "| other alone: leak dB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for seconds, s in summary.items():
         print(f"| {seconds:g} s (median {s['enroll_s_median']}) | {s['examples']} | {s['SDRi']} | {s['SI-SDRi']} | "
-              f"{s['PESQ']} | {s['STOI']} | {s['timeline_precision']} | {s['timeline_recall']} |")
+              f"{s['PESQ']} | {s['STOI']} | {s['timeline_precision']} | {s['timeline_recall']} | "
+              f"{s['alone_loss_db']} | {s['absent_leak_db']} |")
     if args.out:
         Path(args.out).write_text(json.dumps({"args": vars(args), "summary": summary, "rows": rows}, indent=1))
     return 0

@@ -24,21 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def turns(n: int, rate: int, rng, avoid=None) -> np.ndarray:
-    """A 0/1 gate ``[n]`` of random 1-3 s stretches with 20 ms ramps; with ``avoid``, mostly off
-    where ``avoid`` is on (about 20 % overlap)."""
-    gate = np.zeros(n, np.float32)
-    i, on = 0, bool(rng.integers(2))
-    while i < n:
-        k = int(rng.uniform(1.0, 3.0) * rate)
-        if avoid is None:
-            gate[i : i + k] = on
-        else:
-            gate[i : i + k] = (avoid[i : i + k] < 0.5) | (rng.random() < 0.2)
-        i, on = i + k, not on
-    ramp = max(1, int(0.02 * rate))
-    return np.convolve(gate, np.ones(ramp) / ramp, mode="same").astype(np.float32)
+from vsep.enroll_data import turns  # the same turns training uses (noqa: the benchmarks import it from here)
 
 
 def main() -> int:

@@ -11,7 +11,14 @@ enrollment clip, and one of these interferences:
 - ``impostor``: another window of the *same* speaker with the voice shifted
   8-20 % up or down (pitch and formants), a sound-alike that must count as rest;
 - ``absent``: the enrolled speaker is silent, the mixture is another speaker
-  (the model must give back nothing: the timeline and debate mode rely on it).
+  (the model must give back nothing: the timeline and debate mode rely on it);
+- ``target``: the enrolled speaker alone (the model must keep everything). Without
+  it, C2 learned the shortcut "a voice alone is the rest" and returned silence
+  for a clean recording of the enrolled speaker.
+
+In ``TURNS_SHARE`` of the two-voice examples the voices take turns (1-3 s
+stretches, a little overlap), as in a debate or an interview, so the model
+also learns to follow who is speaking within a window.
 
 Target, interference and enrollment then pass through their own random
 recording channels (:func:`vsep.dataset.channel_eq`) and the whole example
@@ -30,10 +37,27 @@ from vsep import bank as bank_mod
 from vsep.audio import shift_voice
 from vsep.config import ModelConfig, TrainConfig
 
-KINDS = ("speech", "both", "noise", "impostor", "absent")
-KIND_WEIGHTS = (0.45, 0.2, 0.1, 0.1, 0.15)
+KINDS = ("speech", "both", "noise", "impostor", "absent", "target")
+KIND_WEIGHTS = (0.35, 0.2, 0.1, 0.1, 0.1, 0.15)
+TURNS_SHARE = 0.35
 SNR_DB = (0.0, 10.0)
 IMPOSTOR_SHIFT = (8.0, 20.0)  # percent
+
+
+def turns(n: int, rate: int, rng: np.random.Generator, avoid: np.ndarray | None = None) -> np.ndarray:
+    """A 0/1 gate ``[n]`` of random 1-3 s stretches with 20 ms ramps; with ``avoid``, mostly off
+    where ``avoid`` is on (about 20 % overlap): two voices taking turns."""
+    gate = np.zeros(n, np.float32)
+    i, on = 0, bool(rng.integers(2))
+    while i < n:
+        k = int(rng.uniform(1.0, 3.0) * rate)
+        if avoid is None:
+            gate[i : i + k] = on
+        else:
+            gate[i : i + k] = (avoid[i : i + k] < 0.5) | (rng.random() < 0.2)
+        i, on = i + k, not on
+    ramp = max(1, int(0.02 * rate))
+    return np.convolve(gate, np.ones(ramp) / ramp, mode="same").astype(np.float32)
 
 
 class Sampler:
@@ -82,6 +106,10 @@ class Sampler:
             shift = float(rng.uniform(*IMPOSTOR_SHIFT) * rng.choice([-1.0, 1.0]))
             other = np.resize(shift_voice(np.asarray(self.bank.windows[w_i], np.float32), shift), n)
         tir = float(rng.uniform(*self.tcfg.tir_db))
+        if kind in ("speech", "both", "impostor") and rng.random() < TURNS_SHARE:
+            gate = turns(n, self.bank.sample_rate, rng)
+            other = other * turns(n, self.bank.sample_rate, rng, avoid=gate)
+            target = target * gate
         rest = np.zeros(n, np.float32)
         if kind in ("speech", "both", "impostor", "absent"):
             rest += self._scaled(other, target, tir)
@@ -91,6 +119,8 @@ class Sampler:
             rest += self._scaled(noise, ref, float(rng.uniform(*SNR_DB)) if kind == "both" else tir)
         if kind == "absent":
             target = np.zeros(n, np.float32)
+        if kind == "target":
+            rest = np.zeros(n, np.float32)
         return target + rest, enroll, np.stack([target, rest]), s
 
     def batches(self, batch: int, seed: int | None):
