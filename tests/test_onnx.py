@@ -226,3 +226,30 @@ def test_export_onnx_writes_current_graph(tmp_path, tiny_dir):
     assert export.main(["--model", str(d), "--onnx"]) == 0
     assert runtime.onnx_session(str(d)) is not None
     assert config.SeparateConfig().runtime == "auto"
+
+
+@needs_data
+def test_int8_graph_is_close_preferred_and_never_stale(tiny_dir, tmp_path, capsys):
+    from vsep import export, onnx_int8
+
+    d = tmp_path / "m"
+    shutil.copytree(tiny_dir, d)
+    calib = tmp_path / "calib.wav"
+    sf.write(calib, _speech(6.0).T, 16000)
+    assert export.main(["--model", str(d), "--onnx", "--int8"]) == 2  # no calibration: one line
+    assert "--calibration" in capsys.readouterr().err
+    assert export.main(["--model", str(d), "--onnx", "--int8", "--calibration", str(calib)]) == 0
+    assert (d / onnx_int8.INT8_ONNX).exists()
+    served = runtime.load(str(d))
+    assert served.runtime == "onnx-int8"  # preferred where current
+    x = _speech(3.0)[0]
+    ref = runtime.load(str(d), SeparateConfig(runtime="tf", precision="float32")).mono(x)
+    ref = np.asarray(ref)
+    snr = 10 * np.log10(np.sum(ref**2) / np.sum((served.mono(x) - ref) ** 2))
+    assert snr > 20, f"int8 graph differs from the float model by {snr:.1f} dB SNR"
+    model = model_io.load(str(d))
+    model_io.save_weights(model, str(d))  # same weights rewritten: same digest, still current
+    assert runtime.load(str(d)).runtime == "onnx-int8"
+    model.set_weights([w * 1.01 for w in model.get_weights()])
+    model_io.save_weights(model, str(d))  # retrained: both graphs stale
+    assert runtime.load(str(d)).runtime == "tf"

@@ -2,6 +2,7 @@
 
     vsep export [--model DIR] [--shifts N] [--wiener] --output EXPORT_DIR
     vsep export [--model DIR] --onnx      # DIR/model.onnx, for onnxruntime
+    vsep export [--model DIR] --onnx --int8 --calibration RECORDINGS   # and DIR/model.int8.onnx
 
 Signature ``serving_default``: ``waveform`` float32 ``[samples]``, mono at the
 model's sample rate -> ``target`` and ``rest`` float32 ``[samples]``. It runs
@@ -123,6 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--onnx", action="store_true",
                    help="write MODEL/model.onnx (the graph vsep separate runs with onnxruntime, made from the "
                         "model's current weights); with --output, the SavedModel too")
+    p.add_argument("--int8", action="store_true",
+                   help="with --onnx: also MODEL/model.int8.onnx, the U-Net's convolutions in 8 bits "
+                        "(calibrated on --calibration; preferred by vsep separate where current)")
+    p.add_argument("--calibration", nargs="+", metavar="PATH",
+                   help="recordings (files or folders) like the ones to separate, for --int8's activation ranges")
     add_arguments(p, SeparateConfig)
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -134,8 +140,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         scfg = from_namespace(SeparateConfig, args)
         preflight(args.output, args.model)
+        if args.int8 and not (args.onnx and args.calibration):
+            raise ValueError("--int8 needs --onnx and --calibration recordings")
         if args.onnx:
             print(export_onnx(args.model))
+        if args.int8:
+            from vsep import model_io, onnx_int8
+
+            print(onnx_int8.write(str(args.model or model_io.BUNDLED), args.calibration))
         if args.output:
             print(export(args.model, args.output, scfg))  # validates scfg
     except (ValueError, ModelDirError, StorageError) as e:

@@ -2,8 +2,8 @@
 
 ``vsep separate``, :class:`vsep.Separator` and ``vsep evaluate`` get their
 separation functions here. With ``runtime='auto'`` a local model directory
-whose ``model.onnx`` was made from its current weights (:mod:`vsep.onnx_model`)
-is served by onnxruntime, so TensorFlow is never imported (about 2.8 s of CPU
+whose ``model.onnx`` (or its 8-bit ``model.int8.onnx``, preferred) was made from its
+current weights (:mod:`vsep.onnx_model`, :mod:`vsep.onnx_int8`) is served by onnxruntime, so TensorFlow is never imported (about 2.8 s of CPU
 saved at start-up); anything else (no graph, a stale one, a ``gs://``
 model, no onnxruntime) is served by TensorFlow, with the same chunking and
 overlap-add (:mod:`vsep.inference`) and the same results within float error.
@@ -60,6 +60,18 @@ def onnx_session(model_dir: str, name: str | None = None):
     return session if onnx_model.stamp(session) == onnx_model.weights_digest(weights) else None
 
 
+def chunk_session(model_dir: str) -> tuple[object | None, str]:
+    """The chunk graph to serve and its runtime label: ``model.int8.onnx`` where current (8-bit
+    convolutions, :mod:`vsep.onnx_int8`), else ``model.onnx``, else ``(None, "tf")``."""
+    from vsep import onnx_int8
+
+    session = onnx_session(model_dir, onnx_int8.INT8_ONNX)
+    if session is not None:
+        return session, "onnx-int8"
+    session = onnx_session(model_dir)
+    return session, "onnx" if session is not None else "tf"
+
+
 def _threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -82,7 +94,7 @@ def load(model_dir: str | None, scfg: SeparateConfig | None = None, voices: list
     if voices and not (len(voices) == 1 and voices[0][0] == cfg.target and voices[0][1] is None):
         raise ValueError(f"{model_dir}: separates only {cfg.target!r}; --enroll needs a speaker-conditioned model "
                          "(ModelConfig.embed_dim > 0)")
-    session = None if scfg.runtime == "tf" else onnx_session(model_dir)
+    session, label = (None, "tf") if scfg.runtime == "tf" else chunk_session(model_dir)
     if scfg.runtime == "onnx" and session is None:
         raise ValueError(f"{model_dir}: no model.onnx made from its weights (vsep export --onnx), "
                          "or onnxruntime is not installed")
@@ -96,7 +108,7 @@ def load(model_dir: str | None, scfg: SeparateConfig | None = None, voices: list
         def build(channels: bool) -> Callable:
             return inference.build_chunked_fn(call, cfg, scfg.shifts, channels=channels, workers=_threads())
 
-        return Served(cfg, "onnx", build(False), build(True))
+        return Served(cfg, label, build(False), build(True))
     model = model_io.load(model_dir)
     kw = tf_options(scfg)
     return Served(model.cfg, "tf", inference.build_separate_fn(model, **kw),
@@ -111,8 +123,9 @@ def _load_conditioned(model_dir: str, scfg: SeparateConfig, voices: list) -> Ser
     cfg, _, _ = model_io.read_config(model_dir)
     stored = speaker.read_embeddings(model_dir)
     session = encoder = None
+    label = "tf"
     if scfg.runtime != "tf":
-        session, encoder = onnx_session(model_dir), onnx_session(model_dir, onnx_speaker.SPEAKER_ONNX)
+        (session, label), encoder = chunk_session(model_dir), onnx_session(model_dir, onnx_speaker.SPEAKER_ONNX)
     if scfg.runtime == "onnx" and (session is None or encoder is None):
         raise ValueError(f"{model_dir}: no model.onnx and speaker.onnx made from its weights (vsep export --onnx), "
                          "or onnxruntime is not installed")
@@ -129,7 +142,7 @@ def _load_conditioned(model_dir: str, scfg: SeparateConfig, voices: list) -> Ser
         def build(channels: bool) -> Callable:
             return inference.build_chunked_fn(call, cfg, scfg.shifts, channels=channels, workers=_threads())
 
-        return Served(cfg, "onnx", build(False), build(True), (*embeddings, "rest"))
+        return Served(cfg, label, build(False), build(True), (*embeddings, "rest"))
     model = model_io.load(model_dir)
     embeddings = enroll.resolve(model, stored, voices)
     emb = np.stack(list(embeddings.values()))
