@@ -301,3 +301,4 @@ def test_savedmodel_of_a_conditioned_model_embeds_and_separates_anybody(trained,
     stored = speaker.read_embeddings(str(trained))[TARGET]
     ref = build_separate_fn(model, shifts=2, target_floor=0.3, embeddings=stored[None])(x).numpy()
     np.testing.assert_allclose(default, ref[0], atol=1e-4)
+

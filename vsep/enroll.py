@@ -6,7 +6,7 @@ that person alone is best; at least ``MIN_SPEECH_S`` of speech is required.
 ``--enroll NAME`` alone names a voice stored with the model
 (``embeddings.json``, e.g. its default target). Every clip is checked before
 any other work: unreadable, silent, too little speech, or several voices
-(its parts disagree: their embeddings' cosine to the whole falls below
+(two of its parts disagree: their embeddings' cosine falls below
 ``AGREEMENT``) is one line and exit 2; so is a name given twice or ``rest``.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 
 MIN_SPEECH_S = 3.0
 PART_S = 4.0  # the consistency check embeds parts of this much speech
-AGREEMENT = 0.5  # least cosine of a part's embedding to the whole clip's (chosen on the val bank)
+AGREEMENT = 0.5  # least cosine between two parts' embeddings (chosen on the val bank: bench_enroll --agreement)
 FRAME_S = 0.02
 SPEECH_DB = 40.0  # frames within this of the clip's loudest (and above SILENCE_DBFS) count as speech
 SILENCE_DBFS = -60.0
@@ -89,24 +89,33 @@ def checked(name: str, x: np.ndarray, rate: int, what: str = "the clip") -> np.n
     return x[: len(keep)][keep]
 
 
+def part_agreement(model, clip: np.ndarray) -> tuple[float, int, int]:
+    """``(least cosine, part i, part j)`` between the embeddings of two of the clip's ``PART_S`` parts
+    (``(1.0, 0, 0)`` for a clip of fewer than two parts)."""
+    part = int(PART_S * model.cfg.sample_rate)
+    count = len(clip) // part
+    if count < 2:
+        return 1.0, 0, 0
+    parts = np.asarray(model.embed(clip[: count * part].reshape(count, part)))
+    parts = parts / (np.linalg.norm(parts, axis=1, keepdims=True) + 1e-8)
+    sim = parts @ parts.T
+    i, j = np.unravel_index(int(np.argmin(sim)), sim.shape)
+    return float(sim[i, j]), int(i), int(j)
+
+
 def embed_clip(model, name: str, clip: np.ndarray) -> np.ndarray:
     """Unit embedding ``[D]`` of a checked clip (one pass over it); refuses a clip of several voices.
 
-    With at least two parts of ``PART_S`` of speech, each part is embedded
-    too; a part whose cosine to the whole is below ``AGREEMENT`` means another
-    voice is in the clip.
+    With at least two parts of ``PART_S`` of speech, the parts are embedded too; two parts whose
+    cosine is below ``AGREEMENT`` mean another voice is in the clip.
     """
     whole = np.asarray(model.embed(clip[None]))[0]
-    part = int(PART_S * model.cfg.sample_rate)
-    count = len(clip) // part
-    if count >= 2:
-        parts = np.asarray(model.embed(clip[: count * part].reshape(count, part)))
-        agree = parts @ whole
-        if agree.min() < AGREEMENT:
-            worst = int(np.argmin(agree))
-            raise EnrollError(f"--enroll {name}: the clip sounds like more than one voice (its part at "
-                              f"{worst * PART_S:.0f}-{(worst + 1) * PART_S:.0f} s of speech agrees with the whole at "
-                              f"{agree[worst]:.2f}, below {AGREEMENT}); give a clip of the person alone")
+    least, i, j = part_agreement(model, clip)
+    if least < AGREEMENT:
+        a, b = sorted((i, j))
+        raise EnrollError(f"--enroll {name}: the clip sounds like more than one voice (its speech at "
+                          f"{a * PART_S:.0f}-{(a + 1) * PART_S:.0f} s and {b * PART_S:.0f}-{(b + 1) * PART_S:.0f} s "
+                          f"agrees at {least:.2f}, below {AGREEMENT}); give a clip of the person alone")
     return whole / (np.linalg.norm(whole) + 1e-8)
 
 
