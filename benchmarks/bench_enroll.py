@@ -83,7 +83,6 @@ def agreement(model, bank) -> int:
 
     rate = model.cfg.sample_rate
     speech = [i for i, n in enumerate(bank.speakers) if not n.startswith("noise:") and len(bank.of_speaker(i)) >= 4]
-    part = int(enroll.PART_S * rate)
 
     def least(clip):
         return enroll.part_agreement(model, clip)[0]
