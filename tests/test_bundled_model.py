@@ -24,7 +24,7 @@ SECONDS = 6.0
 
 def test_bundled_model_loads_and_fits_the_package_limit():
     mcfg, tcfg, doc = model_io.read_config(str(BUNDLED))
-    assert sum(p.stat().st_size for p in BUNDLED.iterdir()) <= 25e6  # weights, model.onnx, card, history
+    assert sum(p.stat().st_size for p in BUNDLED.iterdir()) <= 25e6  # weights, model.int8.onnx, card, history
     assert doc["command"][:2] == ["vsep", "train"]  # how it was trained
     history = [json.loads(x) for x in (BUNDLED / "history.jsonl").read_text().splitlines() if x.strip()]
     assert history and all("val_si_sdri" in h for h in history)  # the learning curve
