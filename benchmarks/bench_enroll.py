@@ -139,7 +139,7 @@ def main() -> int:
     mixes = [m for m in mixes if m["target"] in targets]
     fn = inference.build_separate_fn(model, wiener=scfg.wiener, shifts=scfg.shifts, precision=scfg.precision,
                                      target_floor=scfg.target_floor, embeddings=np.zeros((1, model.cfg.embed_dim)))
-    rows = []
+    rows, refused = [], defaultdict(int)
     for m in mixes:
         target, other = audio_of(bank, m["target_windows"]), audio_of(bank, m["other_windows"])
         other *= np.sqrt(np.sum(target**2) / (np.sum(other**2) * 10 ** (m["tir_db"] / 10) + 1e-12))
@@ -149,7 +149,12 @@ def main() -> int:
         turn_mix = target * gate + other * turns(len(target), rate, rng, avoid=gate)
         for seconds in args.enroll_seconds:
             clip = audio_of(bank, m["enroll_windows"])[: int(seconds * rate)]
-            fn.voices.assign(enroll.embed_clip(model, m["target"], enroll.checked(m["target"], clip, rate))[None])
+            try:
+                emb = enroll.embed_clip(model, m["target"], enroll.checked(m["target"], clip, rate))
+            except enroll.EnrollError:  # refused as several voices (or too little speech): counted, not scored
+                refused[seconds] += 1
+                continue
+            fn.voices.assign(emb[None])
             est = np.asarray(fn(mixture))
             ex = {"id": m["target"], "kind": "2-speaker", "tir_db": m["tir_db"], "refs": np.stack([target, other])}
             row = evaluate.score(ex, {"model": est, "mixture": np.stack([mixture, mixture])}, rate, ("target", "rest"))
@@ -173,14 +178,15 @@ def main() -> int:
             vals = [r[key] for r in sel if key in r and np.isfinite(r[key])]
             summary[seconds][key] = round(float(np.median(vals)), 3) if vals else None
         summary[seconds]["examples"] = len(sel)
+        summary[seconds]["refused"] = refused[seconds]
         summary[seconds]["enroll_s_median"] = float(np.median([r["enroll_s"] for r in sel])) if sel else None
     print(f"model {args.model}  bank {args.bank} split {args.split}  {len(targets)} target voices, "
           f"{len(mixes)} mixtures  floor {scfg.target_floor}")
-    print("| enrollment | examples | SDRi | SI-SDRi | PESQ | STOI | timeline P | timeline R | alone: loss dB "
+    print("| enrollment | examples (clips refused) | SDRi | SI-SDRi | PESQ | STOI | timeline P | timeline R | alone: loss dB "
           "| other alone: leak dB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for seconds, s in summary.items():
-        print(f"| {seconds:g} s (median {s['enroll_s_median']}) | {s['examples']} | {s['SDRi']} | {s['SI-SDRi']} | "
+        print(f"| {seconds:g} s (median {s['enroll_s_median']}) | {s['examples']} ({s['refused']}) | {s['SDRi']} | {s['SI-SDRi']} | "
               f"{s['PESQ']} | {s['STOI']} | {s['timeline_precision']} | {s['timeline_recall']} | "
               f"{s['alone_loss_db']} | {s['absent_leak_db']} |")
     if args.out:
