@@ -150,9 +150,9 @@ def trained(bank_dir, tmp_path_factory) -> Path:
 
 
 def test_train_on_a_bank_stores_the_default_voice_and_resumes(trained, bank_dir):
-    from vsep import speaker, train
+    from vsep import model_io, train
 
-    stored = speaker.read_embeddings(str(trained))
+    stored = model_io.read_embeddings(str(trained))
     assert list(stored) == [TARGET] and stored[TARGET].shape == (8,)
     assert abs(np.linalg.norm(stored[TARGET]) - 1.0) < 1e-4
     history = [json.loads(line) for line in (trained / "history.jsonl").read_text().splitlines()]
@@ -282,7 +282,7 @@ def test_speaker_loss_trains_a_classifier_of_the_bank_voices(bank_dir, trained, 
 
 
 def test_savedmodel_of_a_conditioned_model_embeds_and_separates_anybody(trained, tmp_path):
-    from vsep import export, model_io, speaker
+    from vsep import export, model_io
     from vsep.config import SeparateConfig
     from vsep.inference import build_separate_fn
 
@@ -298,7 +298,25 @@ def test_savedmodel_of_a_conditioned_model_embeds_and_separates_anybody(trained,
     ref = build_separate_fn(model, shifts=2, target_floor=0.3, embeddings=emb[None])(x).numpy()
     np.testing.assert_allclose(got["target"].numpy(), ref[0], atol=1e-4)
     default = loaded.signatures["serving_default"](waveform=tf.constant(x))["target"].numpy()
-    stored = speaker.read_embeddings(str(trained))[TARGET]
+    stored = model_io.read_embeddings(str(trained))[TARGET]
     ref = build_separate_fn(model, shifts=2, target_floor=0.3, embeddings=stored[None])(x).numpy()
     np.testing.assert_allclose(default, ref[0], atol=1e-4)
 
+
+
+def test_enrolled_separation_with_onnx_never_imports_tensorflow(trained, tmp_path):
+    """The fast start holds for a conditioned model too: speaker.onnx embeds the clip, model.onnx separates."""
+    import subprocess
+    import sys
+
+    a = _clip(tmp_path, "a", 10.0)
+    mix = tmp_path / "mix.wav"
+    sf.write(mix, np.random.default_rng(0).normal(0, 0.05, 16000).astype(np.float32), 16000)
+    code = ("import sys; from vsep import separate; rc = separate.main(sys.argv[1:]); "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'; "
+            "sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, str(mix), "--model", str(trained), "--enroll", f"a={a}",
+                           "--enroll", TARGET, "--runtime", "onnx", "-o", str(tmp_path / "o"), "--no-progress"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "o" / "mix" / "a.wav").exists()

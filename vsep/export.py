@@ -93,10 +93,8 @@ def export(model_dir: str | None, output: str, scfg: SeparateConfig | None = Non
 
     scfg = scfg or SeparateConfig()
     scfg.validate()
-    from vsep import speaker
-
     model = model_io.load(model_dir)
-    module = build_module(model, scfg, speaker.read_embeddings(str(model_dir or model_io.BUNDLED)))
+    module = build_module(model, scfg, model_io.read_embeddings(str(model_dir or model_io.BUNDLED)))
     signatures = {"serving_default": module.serve, "info": module.info}
     if model.cfg.embed_dim:
         signatures.update(enrolled=module.enrolled, embed=module.embed)

@@ -23,6 +23,7 @@ FORMAT = "vsep-model"
 FORMAT_VERSION = 1
 CONFIG = "config.json"
 WEIGHTS = "model.weights.h5"
+EMBEDDINGS = "embeddings.json"  # named voices stored with a speaker-conditioned model (e.g. its default target)
 BUNDLED = Path(__file__).resolve().parent / "models" / "default"
 
 
@@ -134,3 +135,21 @@ def with_precision(model, precision: str):
     other = SeparationModel(model.cfg, model.train_cfg, precision=precision).build_for()
     other.set_weights(model.get_weights())
     return other
+
+
+def read_embeddings(model_dir: str) -> dict:
+    """Named embeddings ``{name: [embed_dim]}`` stored with a conditioned model (empty if none)."""
+    import numpy as np
+
+    path = os.path.join(model_dir, EMBEDDINGS)
+    if "://" in model_dir or not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return {k: np.asarray(v, np.float32) for k, v in json.load(f).items()}
+
+
+def write_embeddings(model_dir: str, embeddings: dict) -> None:
+    import numpy as np
+
+    with open(os.path.join(model_dir, EMBEDDINGS), "w") as f:
+        json.dump({k: [round(float(x), 6) for x in np.asarray(v).ravel()] for k, v in embeddings.items()}, f)

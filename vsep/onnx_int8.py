@@ -56,7 +56,7 @@ def write(model_dir: str, calibration: list[str], floor: float = 0.3) -> Path:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from vsep import model_io, onnx_model, speaker
+    from vsep import model_io, onnx_model
     from vsep.inference import chunk_geometry
     from vsep.runtime import onnx_session
 
@@ -67,7 +67,7 @@ def write(model_dir: str, calibration: list[str], floor: float = 0.3) -> Path:
     chunks = calibration_chunks(calibration, cfg.sample_rate, length)
     extra = {}
     if cfg.embed_dim:  # calibrated with the default voice
-        stored = speaker.read_embeddings(model_dir)
+        stored = model_io.read_embeddings(model_dir)
         if cfg.target not in stored:
             raise ValueError(f"{model_dir}: a conditioned model needs its default voice to be calibrated")
         extra = {"embeddings": stored[cfg.target][None].astype(np.float32)}

@@ -118,10 +118,10 @@ def load(model_dir: str | None, scfg: SeparateConfig | None = None, voices: list
 def _load_conditioned(model_dir: str, scfg: SeparateConfig, voices: list) -> Served:
     """A speaker-conditioned model serving ``voices``; their embeddings are computed once (one pass over
     each clip). onnxruntime where both graphs are current (``runtime`` auto or onnx), else TensorFlow."""
-    from vsep import enroll, inference, model_io, onnx_speaker, speaker
+    from vsep import enroll, inference, model_io, onnx_speaker
 
     cfg, _, _ = model_io.read_config(model_dir)
-    stored = speaker.read_embeddings(model_dir)
+    stored = model_io.read_embeddings(model_dir)
     session = encoder = None
     label = "tf"
     if scfg.runtime != "tf":

@@ -15,15 +15,10 @@ Shapes: enrollment log-magnitudes ``[batch, frames, bins]``; embeddings
 
 from __future__ import annotations
 
-import json
-import os
-
 import keras
-import numpy as np
 
 from vsep.config import ModelConfig
 
-EMBEDDINGS = "embeddings.json"  # named embeddings stored with a conditioned model (e.g. its default target)
 ENCODER_CHANNELS = 128
 ENCODER_DILATIONS = (1, 2, 4, 8)
 
@@ -71,17 +66,3 @@ def build_encoder(cfg: ModelConfig, precision: str = "float32") -> keras.Model:
     x = keras.layers.Dense(cfg.embed_dim, name="spk_embed", dtype="float32")(x)
     x = keras.layers.UnitNormalization(name="spk_unit", dtype="float32")(x)
     return keras.Model(inp, x, name="speaker_encoder")
-
-
-def read_embeddings(model_dir: str) -> dict[str, np.ndarray]:
-    """Named embeddings ``{name: [embed_dim]}`` stored with a conditioned model (empty if none)."""
-    path = os.path.join(model_dir, EMBEDDINGS)
-    if "://" in model_dir or not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return {k: np.asarray(v, np.float32) for k, v in json.load(f).items()}
-
-
-def write_embeddings(model_dir: str, embeddings: dict[str, np.ndarray]) -> None:
-    with open(os.path.join(model_dir, EMBEDDINGS), "w") as f:
-        json.dump({k: [round(float(x), 6) for x in np.asarray(v).ravel()] for k, v in embeddings.items()}, f)

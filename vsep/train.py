@@ -159,13 +159,13 @@ def _write_onnx(model, model_dir: str) -> None:
 
 def _write_embeddings(model, model_dir: str, bank_root: str) -> None:
     """``embeddings.json`` with the default target's mean embedding: it is served without an enrollment clip."""
-    from vsep import enroll_data, speaker
+    from vsep import enroll_data
 
     if "://" in model_dir:
         return
     emb = enroll_data.target_embedding(model, bank_root, model.cfg.target)
     if emb is not None:
-        speaker.write_embeddings(model_dir, {model.cfg.target: emb})
+        model_io.write_embeddings(model_dir, {model.cfg.target: emb})
 
 
 def _append_line(uri: str, line: str) -> None:
