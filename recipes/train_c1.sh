@@ -4,6 +4,7 @@
 # (vsep/enroll_data.py), warm-started from the bundled one-target U-Net (its layers; FiLM starts as identity).
 # Splits and held-out sources are those of recipes/prepare_cross_source.json, plus Biden held out for test
 # (recipes/bank_enroll.json: his 99 s are the enrolled-unseen-speaker check). Resumable: run this again after any stop.
+# As run: stopped by hand after epoch 5 (about 12 min; MAX_MINUTES=12 reproduces it), C2 starting from its best.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BANK=${BANK:-runs/bank}

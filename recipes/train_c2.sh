@@ -4,6 +4,7 @@
 # weight 0.05), so that the encoder tells voices apart from the first step instead of only through FiLM's
 # gradients; started from C1's best weights (its epoch 2 of 5: validation had stalled at SNRi 3.2-3.6 dB).
 # Resumable: run this again after any stop.
+# As run: stopped by hand after epoch 8 (about 20 min; MAX_MINUTES=20), C3 starting from its best.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BANK=${BANK:-runs/bank}
