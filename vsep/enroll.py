@@ -13,10 +13,11 @@ any other work: unreadable, silent, too little speech, or several voices
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Sequence
 
 import numpy as np
+
+from vsep.lake import NAME_RE
 
 MIN_SPEECH_S = 3.0
 PART_S = 4.0  # the consistency check embeds parts of this much speech
@@ -24,7 +25,6 @@ AGREEMENT = 0.3  # least cosine between two parts' embeddings (chosen on the val
 FRAME_S = 0.02
 SPEECH_DB = 40.0  # frames within this of the clip's loudest (and above SILENCE_DBFS) count as speech
 SILENCE_DBFS = -60.0
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 class EnrollError(ValueError):
@@ -36,7 +36,7 @@ def parse_specs(specs: Sequence[str]) -> list[tuple[str, str | None]]:
     out: list[tuple[str, str | None]] = []
     for spec in specs:
         name, _, path = spec.partition("=")
-        if not _NAME.match(name):
+        if not NAME_RE.match(name):  # the lake's speaker names: also safe as file names
             raise EnrollError(f"--enroll {spec!r}: a name is letters, digits, '_', '-' and '.' (NAME=CLIP)")
         if name == "rest":
             raise EnrollError("--enroll rest: 'rest' is the name of what is left; choose another name")
@@ -120,7 +120,8 @@ def embed_clip(model, name: str, clip: np.ndarray) -> np.ndarray:
 
 
 def resolve(model, stored: dict[str, np.ndarray], specs: Sequence[tuple[str, object]]) -> dict[str, np.ndarray]:
-    """Embeddings per voice name: a clip path or waveform is embedded, ``None`` takes a stored voice."""
+    """Embeddings per voice name: a clip path is read and checked (:func:`read_clip`), a waveform is taken as
+    already checked (:func:`checked`, as :func:`read_specs` and the API do), ``None`` takes a stored voice."""
     out = {}
     for name, clip in specs:
         if clip is None:
@@ -130,9 +131,8 @@ def resolve(model, stored: dict[str, np.ndarray], specs: Sequence[tuple[str, obj
                                   f"give a clip: --enroll {name}=CLIP")
             out[name] = stored[name]
         else:
-            rate = model.cfg.sample_rate
-            out[name] = embed_clip(model, name, checked(name, clip, rate) if isinstance(clip, np.ndarray) else
-                                   read_clip(name, str(clip), rate))
+            out[name] = embed_clip(model, name, clip if isinstance(clip, np.ndarray) else
+                                   read_clip(name, str(clip), model.cfg.sample_rate))
     return out
 
 

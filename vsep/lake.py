@@ -30,7 +30,7 @@ from vsep.config import CollectConfig
 
 KINDS = ("speech", "noise", "rir")
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class LakeEntry:
 
 def check_name(speaker: str) -> str:
     """A speaker name usable as a folder name, or ``ValueError``."""
-    if not _NAME.match(speaker or ""):
+    if not NAME_RE.match(speaker or ""):
         raise ValueError(f"speaker name {speaker!r} must be letters, digits, '_', '-' or '.'")
     return speaker
 
