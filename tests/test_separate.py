@@ -514,3 +514,37 @@ def test_api_rejects_bad_shifts(model_dir):
 
     with pytest.raises(ValueError, match="shifts must be >= 1"):
         vsep.Separator(str(model_dir), shifts=0)
+
+
+def test_prefetch_keeps_order_raises_in_order_and_stops_with_its_consumer():
+    import threading
+
+    from vsep.separate import prefetch
+
+    assert list(prefetch(iter(range(50)), depth=2)) == list(range(50))
+
+    def failing():
+        yield 1
+        yield 2
+        raise ValueError("bad block")
+
+    got = []
+    with pytest.raises(ValueError, match="bad block"):
+        for item in prefetch(failing()):
+            got.append(item)
+    assert got == [1, 2]  # what came before the error arrives first
+
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    for item in prefetch(endless(), depth=2):
+        if item == 3:
+            break
+    assert not any(t.name == "vsep-reader" and t.is_alive() for t in threading.enumerate())
+    assert len(produced) <= 3 + 1 + 2 + 1  # the consumer's items, the queue's depth, one in hand

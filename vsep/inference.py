@@ -26,11 +26,13 @@ import numpy as np
 
 from vsep.config import ModelConfig
 
+HOP_SHARE = 0.75  # chunk hop / chunk length
+
 
 def chunk_geometry(cfg: ModelConfig) -> tuple[int, int]:
     """``(chunk length L, chunk hop H)`` in samples; ``H`` is a multiple of the STFT hop."""
     length = cfg.patch_samples(cfg.chunk_frames)
-    hop = max(cfg.frame_step, (3 * length // 4) // cfg.frame_step * cfg.frame_step)
+    hop = max(cfg.frame_step, int(HOP_SHARE * length) // cfg.frame_step * cfg.frame_step)
     return length, hop
 
 
@@ -159,16 +161,20 @@ def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts
     return separate
 
 
-def mirror_extend_np(x: np.ndarray, before: int, after: int) -> np.ndarray:
-    """:func:`mirror_extend` in NumPy: ``[..., n]`` -> ``[..., before + n + after]``."""
+def mirror_extend_np(x: np.ndarray, before: int, after: int, out: np.ndarray | None = None) -> np.ndarray:
+    """:func:`mirror_extend` in NumPy: ``[..., n]`` -> ``[..., before + n + after]`` (into ``out`` if given)."""
     n = x.shape[-1]
     if n == 0:
-        return np.zeros((*x.shape[:-1], before + after), np.float32)
+        z = np.zeros((*x.shape[:-1], before + after), np.float32)
+        if out is None:
+            return z
+        out[...] = z
+        return out
     def edge(index: np.ndarray) -> np.ndarray:  # the cycle x, reversed x, x, ... at these positions
         index = index % (2 * n)
         return x[..., np.where(index < n, index, 2 * n - 1 - index)]
 
-    return np.concatenate([edge(np.arange(-before, 0)), x, edge(np.arange(n, n + after))], axis=-1)
+    return np.concatenate([edge(np.arange(-before, 0)), x, edge(np.arange(n, n + after))], axis=-1, out=out)
 
 
 def build_chunked_fn(call: Callable[[np.ndarray], np.ndarray], cfg: ModelConfig, shifts: int = 1,
@@ -183,6 +189,7 @@ def build_chunked_fn(call: Callable[[np.ndarray], np.ndarray], cfg: ModelConfig,
     run at once on threads (``call`` must be thread-safe; onnxruntime sessions are): on two
     cores, two single-threaded calls side by side do more than one call on two threads.
     """
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(workers, thread_name_prefix="vsep-model") if workers > 1 else None
@@ -190,34 +197,63 @@ def build_chunked_fn(call: Callable[[np.ndarray], np.ndarray], cfg: ModelConfig,
     weights = ola_weights(length)
     offsets = shift_offsets(cfg, shifts)
 
-    def one_pass(rows: np.ndarray, offset: int) -> np.ndarray:
-        n = rows.shape[-1]
-        count = max(1, 1 + (n + offset - length + hop - 1) // hop)
-        total = (count - 1) * hop + length
-        padded = mirror_extend_np(rows, offset, total - n - offset)
-        out = None  # [S, C, total]: as many sources as the model returns
-        norm = np.zeros(total, np.float32)
-        batches = [range(s, min(count, s + batch_chunks)) for s in range(0, count, batch_chunks)]
+    scratch = threading.local()  # per calling thread: buffers reused from one segment to the next
 
-        def run(idx: range) -> np.ndarray:
-            res = call(np.stack([padded[:, i * hop : i * hop + length] for i in idx]))  # [b, S, C, L]
+    def buffer(key: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A float32 array of ``shape`` that stays allocated between calls (fresh pages cost a fault each)."""
+        size = int(np.prod(shape))
+        flat = getattr(scratch, key, None)
+        if flat is None or flat.size < size:
+            flat = np.empty(size + size // 8, np.float32)
+            setattr(scratch, key, flat)
+        return flat[:size].reshape(shape)
+
+    class Pass:
+        """One pass over ``rows [C, n]`` whose chunk grid starts ``offset`` samples before them."""
+
+        def __init__(self, rows: np.ndarray, offset: int, k: int) -> None:
+            self.n, self.offset, self.key = rows.shape[-1], offset, f"pass{k}"
+            count = max(1, 1 + (self.n + offset - length + hop - 1) // hop)
+            self.total = (count - 1) * hop + length
+            self.padded = mirror_extend_np(rows, offset, self.total - self.n - offset,
+                                           out=buffer(self.key + "in", (rows.shape[0], self.total)))
+            self.batches = [range(s, min(count, s + batch_chunks)) for s in range(0, count, batch_chunks)]
+            self.out = None  # [S, C, total]: as many sources as the model returns
+            self.norm = np.zeros(self.total, np.float32)
+
+        def run(self, idx: range) -> np.ndarray:
+            res = call(np.stack([self.padded[:, i * hop : i * hop + length] for i in idx]))  # [b, S, C, L]
             res *= weights
             return res
 
-        for idx, res in zip(batches, pool.map(run, batches) if pool else map(run, batches)):
-            if out is None:
-                out = np.zeros((res.shape[1], rows.shape[0], total), np.float32)
+        def add(self, idx: range, res: np.ndarray) -> None:
+            if self.out is None:
+                self.out = buffer(self.key + "out", (res.shape[1], self.padded.shape[0], self.total))
+                self.out.fill(0.0)
             for j, i in enumerate(idx):
-                out[..., i * hop : i * hop + length] += res[j]
-                norm[i * hop : i * hop + length] += weights
-        out = out[..., offset : offset + n]
-        out /= norm[offset : offset + n]
-        return out
+                self.out[..., i * hop : i * hop + length] += res[j]
+                self.norm[i * hop : i * hop + length] += weights
+
+        def result(self) -> np.ndarray:
+            """``[S, C, n]``, a view of this pass's buffer (valid until the next call)."""
+            out = self.out[..., self.offset : self.offset + self.n]
+            out /= self.norm[self.offset : self.offset + self.n]
+            return out
 
     def separate(waveform: np.ndarray) -> np.ndarray:
         rows = np.asarray(waveform, np.float32)
         rows = rows if channels else rows[None]
-        total = sum(one_pass(rows, offset) for offset in offsets) / len(offsets)
+        passes = [Pass(rows, offset, k) for k, offset in enumerate(offsets)]
+        tasks = [(p, idx) for p in passes for idx in p.batches]  # every pass's chunks in one queue: no barrier
+        results = pool.map(lambda t: t[0].run(t[1]), tasks) if pool else (p.run(idx) for p, idx in tasks)
+        for (p, idx), res in zip(tasks, results):
+            p.add(idx, res)
+        first = passes[0].result()
+        total = np.array(first) if len(passes) == 1 else np.add(first, passes[1].result())  # a fresh array
+        for p in passes[2:]:
+            total += p.result()
+        if len(passes) > 1:
+            total /= len(passes)
         return total if channels else total[:, 0]
 
     return separate
@@ -240,19 +276,23 @@ def stream(
     length, hop = chunk_geometry(cfg)
     segment = segment_chunks * hop
     context = -(-length // hop) * hop  # >= L, a multiple of H: same grid, full coverage
-    buf = None
-    buf_start = 0  # input index of buf[..., 0]
+    parts: list[np.ndarray] = []  # the input from buf_start on, joined only when a segment is due
+    held = 0  # samples in parts
+    buf_start = 0  # input index of parts[0][..., 0]
     done = 0  # outputs emitted so far
     for block in blocks:
-        block = np.asarray(block, dtype=np.float32)
-        buf = block if buf is None else np.concatenate([buf, block], axis=-1)
+        parts.append(np.asarray(block, dtype=np.float32))
+        held += parts[-1].shape[-1]
+        if buf_start + held < done + segment + context:
+            continue
+        buf = np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
         while buf_start + buf.shape[-1] >= done + segment + context:
             yield _segment(separate, buf, buf_start, done, done + segment, context, final=False)
             done += segment
             keep_from = max(0, done - context) - buf_start
             buf, buf_start = buf[..., keep_from:], buf_start + keep_from
-    if buf is None:
-        buf = np.zeros(0, dtype=np.float32)
+        parts, held = [buf], buf.shape[-1]
+    buf = np.concatenate(parts, axis=-1) if parts else np.zeros(0, dtype=np.float32)
     end = buf_start + buf.shape[-1]
     if end > done or done == 0:
         yield _segment(separate, buf, buf_start, done, end, context, final=True)

@@ -24,6 +24,10 @@ import numpy as np
 
 INT8_ONNX = "model.int8.onnx"
 CALIBRATION_CHUNKS = 40
+# the U-Net's ops (only its nodes: onnx_model.UNET_SCOPE) that run on uint8 activations: the convolutions
+# (with their Relu fused), the LeakyRelus (a lookup table) and the skip concatenations; DepthToSpace, the
+# sigmoid, the masks and the STFT stay float32
+QUANTIZED = ["Conv", "Relu", "LeakyRelu", "Concat"]
 
 
 def calibration_chunks(paths: list[str], rate: int, length: int) -> list[np.ndarray]:
@@ -85,8 +89,10 @@ def write(model_dir: str, calibration: list[str], floor: float = 0.3) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         pre = os.path.join(tmp, "pre.onnx")
         quant_pre_process(str(Path(model_dir) / onnx_model.ONNX), pre, skip_symbolic_shape=True)
+        unet = [n.name for n in onnx.load(pre).graph.node if n.name.startswith(onnx_model.UNET_SCOPE)]
         quantize_static(pre, os.path.join(tmp, "q.onnx"), Reader(), quant_format=QuantFormat.QOperator,
-                        per_channel=True, op_types_to_quantize=["Conv"], activation_type=QuantType.QUInt8,
+                        nodes_to_quantize=unet,
+                        per_channel=True, op_types_to_quantize=QUANTIZED, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8)
         proto = onnx.load(os.path.join(tmp, "q.onnx"))
     digest = onnx_model.weights_digest(Path(model_dir) / model_io.WEIGHTS)

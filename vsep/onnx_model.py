@@ -33,6 +33,7 @@ import numpy as np
 ONNX = "model.onnx"
 OPSET = 18
 WEIGHTS_KEY = "vsep_weights_sha256"
+UNET_SCOPE = "unet/"  # names of the U-Net's nodes start so
 BN_EPS = 1e-3  # Keras BatchNormalization's default, used by every layer of build_unet
 
 
@@ -45,10 +46,11 @@ class _Graph:
 
     def __init__(self) -> None:
         self.nodes, self.inits, self._n = [], [], 0
+        self.scope = ""  # prefix of the names given meanwhile (``unet/``: the ops the 8-bit graph quantizes)
 
     def name(self, hint: str) -> str:
         self._n += 1
-        return f"{hint}_{self._n}"
+        return f"{self.scope}{hint}_{self._n}"
 
     def const(self, value, hint: str = "c") -> str:
         from onnx import numpy_helper
@@ -102,6 +104,58 @@ def dft_bases(g: _Graph, cfg) -> tuple[str, str]:
     scale = np.concatenate([weight, weight]).astype(np.float32)[:, None]  # [2F, 1]
     synthesis = g.op("Mul", g.op("Mul", cos_sin, g.const(scale)), g.const(inv_window.astype(np.float32)[None]))
     return analysis, synthesis
+
+
+def half_bases(g: _Graph, cfg) -> tuple[str, str, str, str]:
+    """:func:`dft_bases` folded by the symmetry of a real frame's DFT: half the multiply-adds.
+
+    The periodic Hann window, its synthesis window and ``cos(2 pi k n / N)`` are even about ``N / 2``, ``sin`` is
+    odd, so with ``u[n] = x[n] + x[N - n]`` (``u[0] = x[0]``, ``u[N/2] = x[N/2]``) and ``v[n] = x[n] - x[N - n]``:
+    ``re = u @ A_cos [N/2 + 1, F]``, ``im = v @ A_sin [N/2 - 1, F]``; the inverse returns ``P = re @ S_cos
+    [F, N/2 + 1]`` (even in ``n``) and ``Q = im @ S_sin [F, N/2 - 1]`` (odd), the frame being ``P + Q`` on
+    ``n <= N/2`` and ``P - Q`` mirrored above it.
+    """
+    window, inv_window, weight = stft_factors(cfg.frame_length, cfg.fft_length, cfg.frame_step)
+    n_fft, bins = cfg.fft_length, cfg.fft_length // 2 + 1
+    half = n_fft // 2
+    n = g.const(np.arange(half + 1, dtype=np.int64)[None, :], "n")
+    k = g.const(np.arange(bins, dtype=np.int64)[:, None], "k")
+    index = g.op("Mod", g.op("Mul", k, n), g.const(np.int64(n_fft)))  # [F, N/2 + 1]
+    phase = g.op("Mul", g.op("Cast", index, to=1), g.const(np.float32(2 * np.pi / n_fft)))
+    cos = g.op("Cos", phase)
+    nsin = g.op("Slice", g.op("Neg", g.op("Sin", phase)), g.const(np.array([1], np.int64)),
+                g.const(np.array([half], np.int64)), g.const(np.array([1], np.int64)))  # [F, N/2 - 1]
+    f32 = lambda v: g.const(np.asarray(v, np.float32))  # noqa: E731
+    a_cos = g.op("Transpose", g.op("Mul", cos, f32(window[None, : half + 1])), perm=[1, 0])
+    a_sin = g.op("Transpose", g.op("Mul", nsin, f32(window[None, 1:half])), perm=[1, 0])
+    s_cos = g.op("Mul", cos, f32(weight[:, None] * inv_window[None, : half + 1]))
+    s_sin = g.op("Mul", nsin, f32(weight[:, None] * inv_window[None, 1:half]))
+    return a_cos, a_sin, s_cos, s_sin
+
+
+def _slice(g: _Graph, x: str, start: int, end: int, axis: int = 2, step: int = 1) -> str:
+    c = lambda v: g.const(np.array([v], np.int64), "shape")  # noqa: E731
+    return g.op("Slice", x, c(start), c(end), c(axis), c(step))
+
+
+def half_stft(g: _Graph, framed: str, bases: tuple[str, str, str, str], n_fft: int) -> str:
+    """Frames ``[..., N]`` -> their windowed DFT ``[..., 2F]`` (real parts, then imaginary) with :func:`half_bases`."""
+    half = n_fft // 2
+    head = _slice(g, framed, 1, half)
+    tail = _slice(g, framed, n_fft - 1, half, step=-1)  # x[N - n], n = 1 .. N/2 - 1
+    u = g.op("Concat", _slice(g, framed, 0, 1), g.op("Add", head, tail), _slice(g, framed, half, half + 1), axis=2)
+    return g.op("Concat", g.op("MatMul", u, bases[0]), g.op("MatMul", g.op("Sub", head, tail), bases[1]), axis=2)
+
+
+def half_istft(g: _Graph, spec: str, bases: tuple[str, str, str, str], n_fft: int) -> str:
+    """Spectra ``[..., 2F]`` -> windowed frames ``[..., N]`` (overlap-add not included), with :func:`half_bases`."""
+    half, bins = n_fft // 2, n_fft // 2 + 1
+    p = g.op("MatMul", _slice(g, spec, 0, bins), bases[2])  # [..., N/2 + 1]
+    q = g.op("MatMul", _slice(g, spec, bins, 2 * bins), bases[3])  # [..., N/2 - 1]
+    inner = _slice(g, p, 1, half)
+    low = g.op("Concat", _slice(g, p, 0, 1), g.op("Add", inner, q), _slice(g, p, half, half + 1), axis=2)
+    high = _slice(g, g.op("Sub", inner, q), half - 2, np.iinfo(np.int64).min, step=-1)  # n = N/2 + 1 .. N - 1
+    return g.op("Concat", low, high, axis=2)
 
 
 def _fold_bn(layer) -> tuple[np.ndarray, np.ndarray]:
@@ -181,9 +235,9 @@ def _unet(g: _Graph, unet, cfg, x: str, film: tuple[str, str] | None = None) -> 
             kernel, bias = kernel * scale[None, None, :, None], bias * scale + shift
         w, wb, pads = _subpixel(kernel, bias, cfg.kernel_size)
         x = g.op("Conv", x, g.const(w), g.const(wb), pads=pads, kernel_shape=list(w.shape[2:]))
-        x = g.op("DepthToSpace", x, blocksize=2, mode="CRD")
-        if i > 0:
+        if i > 0:  # before the rearrangement (elementwise, so the same): the 8-bit graph fuses it into the conv
             x = g.op("Relu", x)
+        x = g.op("DepthToSpace", x, blocksize=2, mode="CRD")
     return g.op("Sigmoid", x)
 
 
@@ -216,8 +270,8 @@ def build(model) -> bytes:
     hops = g.op("Reshape", flat, i64([-1, frames + ratio - 1, step]))  # [bC, T + r - 1, step]
     framed = g.op("Concat", *[g.op("Slice", hops, i64([j]), i64([j + frames]), i64([1])) for j in range(ratio)],
                   axis=2)  # [bC, T, frame_length]
-    analysis, synthesis = dft_bases(g, cfg)
-    spec = g.op("MatMul", framed, analysis)  # [bC, T, 2F]
+    bases = half_bases(g, cfg)
+    spec = half_stft(g, framed, bases, cfg.fft_length)  # [bC, T, 2F]
     spec = g.op("Reshape", spec, g.op("Concat", batch_ch, i64([frames, 2 * nbins]), axis=0))  # [b, C, T, 2F]
     mix = g.op("ReduceMean", spec, i64([1]), keepdims=0)  # [b, T, 2F]: the STFT of the downmix
     re = g.op("Slice", mix, i64([0]), i64([bins]), i64([2]))
@@ -232,7 +286,9 @@ def build(model) -> bytes:
     if cond:  # one U-Net pass per voice: [K*b, 1, T, F], voice-major
         voices, batch = g.op("Shape", "embeddings", end=1), g.op("Shape", rows, end=1)
         x = g.op("Tile", x, g.op("Concat", voices, i64([1, 1, 1]), axis=0))
-    masks = _unet(g, model.unet, cfg, x, ("embeddings", batch) if cond else None)  # [(K)b, 2, T, bins]
+    g.scope = UNET_SCOPE
+    masks = _unet(g, model.unet, cfg, x, ("embeddings", batch) if cond else None)
+    g.scope = ""  # [(K)b, 2, T, bins]
     masks = g.op("Concat", masks, g.op("Slice", masks, i64([bins - 1]), i64([bins]), i64([3])), axis=3)  # Nyquist
     if cond:  # SeparationModel.speaker_masks: each voice's target, then the least of their rest masks
         per_voice = g.op("Reshape", masks, g.op("Concat", voices, batch, i64([2, frames, nbins]), axis=0))
@@ -251,7 +307,7 @@ def build(model) -> bytes:
     masks = g.op("Unsqueeze", g.op("Concat", masks, masks, axis=3), i64([2]))  # real and imaginary: [b, 2, 1, T, 2F]
     est = g.op("Mul", g.op("Unsqueeze", spec, i64([1])), masks)  # [b, 2, C, T, 2F]
     est = g.op("Reshape", est, i64([-1, frames, 2 * nbins]))
-    out = g.op("MatMul", est, synthesis)  # [2bC, T, frame_length]
+    out = half_istft(g, est, bases, cfg.fft_length)  # [2bC, T, frame_length]
     out = g.op("Reshape", out, i64([-1, frames, ratio, step]))
     parts = [g.op("Pad", g.op("Reshape", g.op("Slice", out, i64([j]), i64([j + 1]), i64([2])), i64([-1, frames, step])),
                   i64([0, j, 0, 0, ratio - 1 - j, 0])) for j in range(ratio)]  # overlap-add: frame t at hop t + j

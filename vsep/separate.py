@@ -40,6 +40,7 @@ from vsep import config
 from vsep.enroll import enroll_option
 
 BLOCK_S = 10.0  # seconds of input read at a time
+PIECE = 1 << 17  # samples at the model's rate resampled and written at a time
 
 
 @dataclass
@@ -149,6 +150,50 @@ def read_blocks(opened: Opened, model_rate: int, progress=None, channels: bool =
                 return
 
 
+def prefetch(items: Iterator, depth: int = 2) -> Iterator:
+    """``items`` produced on a worker thread up to ``depth`` ahead (decoding and resampling the next
+    input block overlap with the separation of this one; soxr and libsndfile release the GIL). An
+    exception there is raised here, in order; a consumer that stops early stops the thread."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            put((done, e))
+
+    worker = threading.Thread(target=produce, name="vsep-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = q.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
 class Writer:
     """Two WAV files at the input's rate and channel count, resampled back from the model's rate, exact length.
 
@@ -189,6 +234,11 @@ class Writer:
             pending.result()
 
     def _write(self, out: np.ndarray, last: bool) -> None:
+        k = out.shape[-1]
+        for start in range(0, max(k, 1), PIECE):  # pieces small enough for malloc to reuse their memory
+            self._write_piece(out[..., start : start + PIECE], last and start + PIECE >= k)
+
+    def _write_piece(self, out: np.ndarray, last: bool) -> None:
         n = 0
         for i, f in enumerate(self.files):
             x = out[i].T.reshape(-1, self.channels)  # [k, channels]
@@ -275,7 +325,7 @@ def separate_file(
             try:
                 with tqdm(total=opened.frames, unit="smp", unit_scale=True, desc=Path(path).name, leave=False,
                           disable=not show_progress, file=sys.stderr) as bar:
-                    blocks = read_blocks(opened, cfg.sample_rate, bar, channels=multi)
+                    blocks = prefetch(read_blocks(opened, cfg.sample_rate, bar, channels=multi))
                     pieces = inference.stream(blocks, channels_fn if multi else separate_fn, cfg)
                     tracker = timeline.Tracker(cfg.sample_rate)
                     pending = next(pieces)
