@@ -246,6 +246,15 @@ def test_int8_graph_is_close_preferred_and_never_stale(tiny_dir, tmp_path, capsy
     assert "--calibration" in capsys.readouterr().err
     assert export.main(["--model", str(d), "--onnx", "--int8", "--calibration", str(calib)]) == 0
     assert (d / onnx_int8.INT8_ONNX).exists()
+    import onnx
+
+    from vsep import onnx_model
+
+    nodes = onnx.load(str(d / onnx_int8.INT8_ONNX)).graph.node
+    quantized = [n for n in nodes if n.op_type.startswith("QLinear")]
+    assert {n.op_type for n in quantized} == {"QLinearConv", "QLinearLeakyRelu", "QLinearConcat"}
+    assert all(n.name.startswith(onnx_model.UNET_SCOPE) for n in quantized)  # only the U-Net is 8-bit
+    assert [n.op_type for n in nodes].count("MatMul") == 4  # the STFT and its inverse stay float32
     served = runtime.load(str(d))
     assert served.runtime == "onnx-int8"  # preferred where current
     x = _speech(3.0)[0]

@@ -2,11 +2,11 @@
 
 :func:`build` writes the same computation as
 :meth:`vsep.model.SeparationModel.separate_channels` on one fixed-size
-inference chunk, from the trained weights: STFT (a strided convolution with the
-Hann-windowed DFT basis), level normalisation, the U-Net (batch norms folded
-into the convolutions), the target floor, optional Wiener-style masks, and the
-inverse STFT (a transposed convolution with the synthesis basis, overlap-add
-included). The STFT still belongs to the model: it is exported with it, from
+inference chunk, from the trained weights: STFT (frames times the Hann-windowed
+DFT basis, folded by its symmetry to half the multiply-adds: :func:`half_bases`),
+level normalisation, the U-Net (batch norms folded into the convolutions), the
+target floor, optional Wiener-style masks, and the inverse STFT (the synthesis
+basis, folded the same way, and overlap-add). The STFT still belongs to the model: it is exported with it, from
 the same sizes, and :mod:`tests.test_onnx` checks the graph against the Keras
 model sample by sample. Chunking and overlap-add stay outside
 (:mod:`vsep.inference`).
