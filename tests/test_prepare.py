@@ -194,3 +194,23 @@ def test_corrupt_lake_clip_is_listed_and_skipped(lake_dir, tmp_path):
     errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
     assert [e["clip"] for e in errors] == [victim.clip]
     assert manifest["counters"]["read_failures"] == 1 and sum(manifest["counts"].values()) > 0
+
+
+def test_room_prob_puts_the_other_voice_in_the_targets_room_and_changes_nothing_else(lake_dir, examples, tmp_path):
+    from beam_jobs import prepare
+
+    out = tmp_path / "room"
+    manifest = prepare.run(["--lake", str(lake_dir), "--output", str(out), *PREP_ARGS, "--room-prob", "1"])
+    dry = {e["example_id"]: e for e in examples}
+    wet = {e["example_id"]: e for e in examples_of(out)}
+    assert set(dry) == set(wet)
+    shared = [k for k, e in wet.items() if e["rir_id"] and e["other_id"]]
+    assert shared and manifest["counters"]["mixtures_other_in_room"] == len(shared)
+    for k, e in wet.items():
+        d = dry[k]
+        assert (e["rir_id"], e["other_id"], e["noise_id"], e["kind"]) == (d["rir_id"], d["other_id"], d["noise_id"],
+                                                                          d["kind"])
+        np.testing.assert_array_equal(e["target"], d["target"])  # the same draws: only the other voice moved
+        changed = not np.array_equal(e["other"], d["other"])
+        assert changed == (k in shared), k
+        np.testing.assert_allclose(e["mixture"], e["target"] + e["other"] + e["noise"], atol=1e-5)

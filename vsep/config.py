@@ -69,6 +69,8 @@ class PrepareConfig:
         "weights of the mixture kinds speech, noise, both, target-only, other-only",
     )
     reverb_prob: float = opt(0.15, "probability of convolving the target with a room response")
+    room_prob: float = opt(0.0, "probability that the interfering voice of a reverberant mixture is in "
+                           "the target's room too (the same response)")
     max_clip_peak: float = opt(0.99, "mixtures louder than this peak are scaled down with their sources")
     seed: int = opt(0, "seed of every random choice; a run is reproducible from it")
     split_fractions: tuple[float, float, float] = opt(
@@ -115,6 +117,9 @@ class PrepareConfig:
             raise ValueError("hop_s must be positive")
         if self.mixtures_per_window < 1:
             raise ValueError("mixtures_per_window must be at least 1")
+        for name in ("reverb_prob", "room_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if min(self.kind_weights) < 0 or sum(self.kind_weights) <= 0:
             raise ValueError("kind_weights must be non-negative with a positive sum")
         if abs(sum(self.split_fractions) - 1.0) > 1e-6 or min(self.split_fractions) < 0:

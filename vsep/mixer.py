@@ -101,13 +101,15 @@ class Mixer:
                 return norm[0], clip.recording_id
         return None
 
-    def _reverb(self, rng: np.random.Generator, target: np.ndarray, split: str) -> tuple[np.ndarray, str]:
+    def _room(self, rng: np.random.Generator, split: str):
+        """A room response of ``split`` (or of any split), or None when the lake has none."""
         rooms = self.pools.get(("rir", "any"), []) + self.pools.get(("rir", split), [])
-        if not rooms:
-            return target, ""
-        room = mixing.choose_clip(rng, rooms)
-        norm = mixing.normalize(mixing.reverberate(target, self.cache.get(room)), self.loudness, self.cfg)
-        return (norm[0], room.recording_id) if norm is not None else (target, "")
+        return mixing.choose_clip(rng, rooms) if rooms else None
+
+    def _reverb(self, x: np.ndarray, room) -> np.ndarray | None:
+        """``x`` in ``room``, loudness-normalised again; None if that fails."""
+        norm = mixing.normalize(mixing.reverberate(x, self.cache.get(room)), self.loudness, self.cfg)
+        return None if norm is None else norm[0]
 
     def examples(self, window: dict) -> Iterator[bytes]:
         """``window``: ``window_id``, ``recording_id``, ``split``, normalised ``samples [window]``."""
@@ -118,13 +120,20 @@ class Mixer:
             plan = mixing.plan_mixture(rng, cfg)
             has_t, has_o, has_n = mixing.needs(plan.kind)
             target, rir_id = window["samples"], ""
-            if has_t and plan.reverb:
-                target, rir_id = self._reverb(rng, target, split)
+            room = self._room(rng, split) if has_t and plan.reverb else None
+            wet = None if room is None else self._reverb(target, room)
+            if wet is not None:
+                target, rir_id = wet, room.recording_id
             other = self._interference(rng, "speech", split) if has_o else (zeros, "")
             noise = self._interference(rng, "noise", split) if has_n else (zeros, "")
             if other is None or noise is None:
                 self.count("mixtures_skipped_no_interference")
                 continue
+            if wet is not None and has_o and cfg.room_prob > 0 and rng.uniform() < cfg.room_prob:
+                shared = self._reverb(other[0], room)  # the other voice in the target's room
+                if shared is not None:
+                    other = (shared, other[1])
+                    self.count("mixtures_other_in_room")
             g_other, g_noise = mixing.interference_gains(plan)
             gains = (0.0 if has_t else -120.0, g_other if has_o else -120.0, g_noise if has_n else -120.0)
             sources, scale_db = mixing.mix(target if has_t else zeros, other[0], noise[0], gains, cfg.max_clip_peak)
