@@ -165,10 +165,8 @@ def mirror_extend_np(x: np.ndarray, before: int, after: int, out: np.ndarray | N
     """:func:`mirror_extend` in NumPy: ``[..., n]`` -> ``[..., before + n + after]`` (into ``out`` if given)."""
     n = x.shape[-1]
     if n == 0:
-        z = np.zeros((*x.shape[:-1], before + after), np.float32)
-        if out is None:
-            return z
-        out[...] = z
+        out = np.empty((*x.shape[:-1], before + after), np.float32) if out is None else out
+        out.fill(0.0)
         return out
     def edge(index: np.ndarray) -> np.ndarray:  # the cycle x, reversed x, x, ... at these positions
         index = index % (2 * n)
