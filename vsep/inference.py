@@ -193,7 +193,20 @@ def build_chunked_fn(call: Callable[[np.ndarray], np.ndarray], cfg: ModelConfig,
     pool = ThreadPoolExecutor(workers, thread_name_prefix="vsep-model") if workers > 1 else None
     length, hop = chunk_geometry(cfg)
     weights = ola_weights(length)
+    overlap = max(0, length - hop)  # samples a chunk shares with the previous one
     offsets = shift_offsets(cfg, shifts)
+    norms: dict[int, np.ndarray] = {}
+
+    def ola_norm(count: int) -> np.ndarray:
+        """``[(count - 1) * hop + length]``: the summed weights of ``count`` chunks (the same for every pass)."""
+        if count not in norms:
+            if len(norms) > 8:  # inputs of many lengths: keep the cache small
+                norms.clear()
+            norm = np.zeros((count - 1) * hop + length, np.float32)
+            for i in range(count):
+                norm[i * hop : i * hop + length] += weights
+            norms[count] = norm
+        return norms[count]
 
     scratch = threading.local()  # per calling thread: buffers reused from one segment to the next
 
@@ -217,7 +230,7 @@ def build_chunked_fn(call: Callable[[np.ndarray], np.ndarray], cfg: ModelConfig,
                                            out=buffer(self.key + "in", (rows.shape[0], self.total)))
             self.batches = [range(s, min(count, s + batch_chunks)) for s in range(0, count, batch_chunks)]
             self.out = None  # [S, C, total]: as many sources as the model returns
-            self.norm = np.zeros(self.total, np.float32)
+            self.norm = ola_norm(count)
 
         def run(self, idx: range) -> np.ndarray:
             res = call(np.stack([self.padded[:, i * hop : i * hop + length] for i in idx]))  # [b, S, C, L]
@@ -225,12 +238,14 @@ def build_chunked_fn(call: Callable[[np.ndarray], np.ndarray], cfg: ModelConfig,
             return res
 
         def add(self, idx: range, res: np.ndarray) -> None:
+            """Overlap-add chunks ``idx`` (called in chunk order): the part a chunk shares with the
+            previous one is added, the rest assigned (no zero-filled buffer to add into)."""
             if self.out is None:
                 self.out = buffer(self.key + "out", (res.shape[1], self.padded.shape[0], self.total))
-                self.out.fill(0.0)
             for j, i in enumerate(idx):
-                self.out[..., i * hop : i * hop + length] += res[j]
-                self.norm[i * hop : i * hop + length] += weights
+                shared = 0 if i == 0 else overlap
+                self.out[..., i * hop : i * hop + shared] += res[j, ..., :shared]
+                self.out[..., i * hop + shared : i * hop + length] = res[j, ..., shared:]
 
         def result(self) -> np.ndarray:
             """``[S, C, n]``, a view of this pass's buffer (valid until the next call)."""
@@ -301,5 +316,5 @@ def _segment(separate, buf, buf_start, a, b, context, final):
     lo = max(0, a - context)
     hi = buf.shape[-1] + buf_start if final else b + context
     x = buf[..., lo - buf_start : hi - buf_start]
-    out = np.asarray(separate(np.ascontiguousarray(x, dtype=np.float32)))
+    out = np.asarray(separate(np.asarray(x, dtype=np.float32)))  # a view: the chunker copies it once, padded
     return out[..., a - lo : b - lo]
