@@ -451,3 +451,61 @@ def test_resume_after_kill_between_checkpoint_and_state_file(trained, tmp_path):
     shutil.copy(trained / "checkpoints" / "state.json", model_dir / "checkpoints" / "state.json")
     assert TrainingState(str(model_dir), model2, tcfg).restore() == 2
     assert int(model2.optimizer.iterations.numpy()) == 2 * tcfg.steps_per_epoch
+
+
+# ---------------------------------------------------------------- --val-folder
+
+
+def _scored_folder(dest: Path, seconds: float) -> Path:
+    """Two scored examples from real recordings: ``<name>/mixture.wav`` = ``trump.wav`` + ``rest.wav``."""
+    import soundfile as sf
+
+    from realdata import DATA
+    from vsep import audio
+
+    trump = sorted((DATA / "speakers" / TARGET).glob("resemblyzer_*"))[:2]
+    other = sorted((DATA / "speakers").glob("libri-*/*"))[:2]
+    n = int(seconds * 16000)
+    for i, (t, o) in enumerate(zip(trump, other)):
+        x, y = (audio.load(p.read_bytes(), 16000, str(p))[:n] for p in (t, o))
+        ex = dest / f"voices-{i:03d}"
+        ex.mkdir(parents=True)
+        for name, wave in ((f"{TARGET}.wav", x), ("rest.wav", y), ("mixture.wav", x + y)):
+            sf.write(ex / name, wave, 16000, subtype="FLOAT")
+    return dest
+
+
+def test_val_folder_is_what_validation_scores(data_dir, tmp_path):
+    from vsep import train
+    from vsep.dataset import folder_dataset, folder_patches
+
+    folder = _scored_folder(tmp_path / "xval", seconds=1.0)
+    mix, src = folder_patches(str(folder), TINY)
+    n = TINY.patch_samples()
+    assert mix.shape == (2 * (16000 // n), n) and src.shape == (len(mix), 2, n)
+    np.testing.assert_allclose(mix, src.sum(axis=1), atol=1e-6)  # consecutive patches of each example
+    model_dir = tmp_path / "m"
+    assert train.main([*_train_argv(data_dir, model_dir, 1, 2), "--val-folder", str(folder)]) == 0
+    _, _, doc = model_io.read_config(str(model_dir))
+    assert doc["val_folder"] == str(folder)
+    val_loss = _history(model_dir)[-1]["val_loss"]
+    model = model_io.load(str(model_dir))
+    model.compile()
+    ds, steps = folder_dataset(str(folder), TINY, 4)
+    assert steps == -(-len(mix) // 4)
+    assert model.evaluate(ds, verbose=0, return_dict=True)["loss"] == pytest.approx(val_loss, abs=1e-3)
+
+
+@pytest.mark.parametrize("seconds", [None, 0.01])  # no examples; examples shorter than one patch
+def test_unusable_val_folder_exits_2_before_writing(data_dir, tmp_path, capsys, seconds):
+    from vsep import train
+
+    folder = tmp_path / "xval"
+    folder.mkdir()
+    if seconds:
+        _scored_folder(folder, seconds)
+    model_dir = tmp_path / "m"
+    assert train.main([*_train_argv(data_dir, model_dir, 1, 1), "--val-folder", str(folder)]) == 2
+    msg = _one_line_error(capsys)
+    assert ("no <name>/mixture.wav found" if seconds is None else "as long as one model patch") in msg
+    assert not model_dir.exists()

@@ -222,3 +222,35 @@ def make_dataset(
     if training:
         ds = ds.map(lambda m, s: remix(m, s, tcfg), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
+
+
+def folder_patches(folder: str, cfg: ModelConfig) -> tuple:
+    """A folder of scored examples (``vsep crosstest``'s: ``<name>/mixture.wav``, ``<target>.wav``,
+    ``rest.wav``) as consecutive model patches: ``(mixture [N, n], sources [N, 2, n])`` NumPy arrays,
+    ``n = cfg.patch_samples()``; an example's tail shorter than a patch is left out.
+
+    ``vsep train --val-folder`` validates on these, so the best epoch is the one that scores best on
+    recordings, voices and rooms held out whole (the cross-source validation set), not on mixtures
+    whose interfering voices come from corpora training has.
+    """
+    import numpy as np
+
+    from vsep.evaluate import examples_from_folder
+
+    n = cfg.patch_samples()
+    mixtures, sources = [], []
+    for ex in examples_from_folder(folder, cfg.target, cfg.sample_rate):
+        for start in range(0, len(ex["mixture"]) - n + 1, n):
+            mixtures.append(ex["mixture"][start : start + n])
+            sources.append(ex["refs"][:, start : start + n])
+    if not mixtures:
+        raise ValueError(f"{folder}: no example is as long as one model patch ({n} samples)")
+    return np.stack(mixtures).astype(np.float32), np.stack(sources).astype(np.float32)
+
+
+def folder_dataset(folder: str, cfg: ModelConfig, batch_size: int) -> tuple[tf.data.Dataset, int]:
+    """:func:`folder_patches` as a cached dataset of ``(mixture [B, n], sources [B, 2, n])`` batches
+    in a fixed order, and the number of batches."""
+    mixtures, sources = folder_patches(folder, cfg)
+    steps = -(-len(mixtures) // batch_size)
+    return tf.data.Dataset.from_tensor_slices((mixtures, sources)).batch(batch_size).cache(), steps

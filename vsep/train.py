@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", required=True, help="where the model, checkpoints and logs go")
     p.add_argument("--config", help="JSON with 'model' and/or 'train' sections (e.g. a tuner's best trial)")
     p.add_argument("--init-from", help="model directory whose weights start a new run (same architecture): fine-tuning")
+    p.add_argument("--val-folder", help="validate on this folder of scored examples instead of the data set's val "
+                   "split (vsep crosstest --split val: recordings, voices and rooms held out whole); the best epoch, "
+                   "early stopping and the learning-rate schedule follow it")
     p.add_argument("--max-minutes", type=float, help="stop cleanly after this many minutes (resume later)")
     p.add_argument("--strategy", choices=distribute.STRATEGIES, default="default", help=distribute.HELP)
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
@@ -214,7 +217,7 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     """Train (or resume) and return the last state."""
     strategy = distribute.strategy_from_flag(args.strategy)  # before any other TensorFlow call
     args.model_dir = distribute.task_model_dir(args.model_dir)  # non-chief workers: <model-dir>/workers/<task>
-    storage.preflight(args.model_dir, args.data, args.config, args.init_from)
+    storage.preflight(args.model_dir, args.data, args.config, args.init_from, args.val_folder)
     mcfg, tcfg, data = resolve(args)
     if storage.exists(storage.join(args.model_dir, model_io.CONFIG)):
         old, _, _ = model_io.read_config(args.model_dir)
@@ -239,20 +242,24 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         print(f"train: --skip-corrupt: leaving out {skipped} damaged records of {damaged}")
     if target != mcfg.target:
         raise ValueError(f"data set target {target!r} differs from model target {mcfg.target!r}")
+    if args.val_folder and mcfg.embed_dim:
+        raise ValueError("--val-folder validates one-target models; a conditioned model validates on its bank")
 
     import keras
     import tensorflow as tf
 
-    from vsep.dataset import make_dataset
+    from vsep.dataset import folder_dataset, make_dataset
     from vsep.model import SeparationModel
 
+    folder_val = folder_dataset(args.val_folder, mcfg, tcfg.batch_size) if args.val_folder else None
     keras.utils.set_random_seed(tcfg.seed)
     # build first: a config the U-Net cannot be built from must not be written into the model dir
     with strategy.scope():
         model = SeparationModel(mcfg, tcfg, precision=tcfg.precision).build_for()
     if "://" not in args.model_dir:
         os.makedirs(args.model_dir, exist_ok=True)
-    doc = model_io.config_document(mcfg, tcfg, data=data, command=["vsep", "train", *argv])
+    extra = {"val_folder": args.val_folder} if args.val_folder else {}
+    doc = model_io.config_document(mcfg, tcfg, data=data, command=["vsep", "train", *argv], **extra)
     model_io.write_config(args.model_dir, doc)
     with strategy.scope():
         model.compile(optimizer=keras.optimizers.Adam(tcfg.learning_rate))
@@ -277,8 +284,11 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         train_ds = distribute.shard_inputs(make_dataset(train_files, mcfg, tcfg, training=True, skipped=skips),
                                            len(train_files))
         # a fixed set of validation batches, cached and repeated: every epoch scores the same patches
-        val_steps = min(tcfg.validation_steps, -(-manifest["counts"]["val"] // tcfg.batch_size))
-        val_ds = make_dataset(val_files, mcfg, tcfg, training=False, skipped=skips).take(val_steps).cache()
+        if folder_val is not None:  # all of the folder's patches
+            val_ds, val_steps = folder_val
+        else:
+            val_steps = min(tcfg.validation_steps, -(-manifest["counts"]["val"] // tcfg.batch_size))
+            val_ds = make_dataset(val_files, mcfg, tcfg, training=False, skipped=skips).take(val_steps).cache()
         val_ds = distribute.shard_inputs(val_ds.repeat())
     callbacks = [
         state.callback(tcfg.steps_per_epoch),
