@@ -17,7 +17,7 @@ import pytest
 from vsep import model_io
 from vsep.config import ModelConfig, TrainConfig
 
-from realdata import ROOT, TARGET, needs_data, small_dataset
+from realdata import DATA, ROOT, TARGET, needs_data, small_dataset
 
 pytestmark = needs_data
 tf = pytest.importorskip("tensorflow")
@@ -460,7 +460,6 @@ def _scored_folder(dest: Path, seconds: float) -> Path:
     """Two scored examples from real recordings: ``<name>/mixture.wav`` = ``trump.wav`` + ``rest.wav``."""
     import soundfile as sf
 
-    from realdata import DATA
     from vsep import audio
 
     trump = sorted((DATA / "speakers" / TARGET).glob("resemblyzer_*"))[:2]
