@@ -25,7 +25,11 @@ def test_paired_difference_and_interval(tmp_path):
     base = {f"m{i}": ("voices" if i % 2 else "noise", float(v)) for i, v in enumerate(rng.normal(3, 2, 60))}
     better = {k: (kind, v + 1.0 + 0.1 * rng.normal()) for k, (kind, v) in base.items()}
     better["only-b"] = ("voices", 99.0)  # not in A: not paired
-    res = compare_evals.compare(write_run(tmp_path / "a", base), write_run(tmp_path / "b", better))
+    a, b = write_run(tmp_path / "a", base), write_run(tmp_path / "b", better)
+    for folder in (a, b):  # an example whose target reference is silent: only "rest" is scored, not paired
+        row = {"id": "silent", "kind": "noise", "tir_db": 0.0, "methods": {"model": {"rest": {"SDRi": 50.0}}}}
+        (Path(folder) / "examples" / "silent.json").write_text(json.dumps(row))
+    res = compare_evals.compare(a, b)
     assert res["all"]["n"] == 60 and res["voices"]["n"] == 30 and res["noise"]["n"] == 30
     assert res["all"]["mean_diff"] == pytest.approx(1.0, abs=0.05)
     assert 0.8 < res["all"]["ci_low"] < 1.0 < res["all"]["ci_high"] < 1.2

@@ -25,10 +25,10 @@ def read_rows(folder: str, metric: str, method: str = "model") -> dict[str, tupl
     rows = {}
     for path in sorted(Path(folder, "examples").glob("*.json")):
         row = json.loads(path.read_text())
-        per_source = row["methods"].get(method, {})
-        if not per_source:
+        # the target is the source that is not "rest"; absent where its reference is silent (vsep.evaluate.score)
+        target = next((m for name, m in row["methods"].get(method, {}).items() if name != "rest"), None)
+        if target is None:
             continue
-        target = next(iter(per_source.values()))  # the target comes first (vsep.evaluate.score)
         value = target.get(metric)
         if value is not None and np.isfinite(value):
             rows[row["id"]] = (row["kind"], float(value))
