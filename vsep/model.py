@@ -20,78 +20,14 @@ import keras
 import tensorflow as tf
 
 from vsep.config import ModelConfig, TrainConfig
-from vsep.speaker import CosineClassifier, FiLM, build_encoder
+from vsep.speaker import CosineClassifier, build_encoder
 from vsep.stft import STFT, InverseSTFT, magnitude
+from vsep.unet import CropLike, PadToMultiple, build_unet  # noqa: F401 (re-exported)
 
 SOURCES = ("target", "rest")
 EPS = 1e-8
 LEVEL_FLOOR = 1e-5
 SISDR_CAP_DB = 30.0  # the SI-SDR loss saturates here (see si_sdr)
-
-
-class PadToMultiple(keras.layers.Layer):
-    """Zero-pad the frame axis of ``[batch, frames, bins, ch]`` to a multiple of ``multiple``."""
-
-    def __init__(self, multiple: int, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.multiple = multiple
-
-    def call(self, x):
-        frames = tf.shape(x)[1]
-        extra = (-frames) % self.multiple
-        return tf.pad(x, [[0, 0], [0, extra], [0, 0], [0, 0]])
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "multiple": self.multiple}
-
-
-class CropLike(keras.layers.Layer):
-    """Crop ``x`` to the frame count of ``reference`` (undoes :class:`PadToMultiple`)."""
-
-    def call(self, x, reference):
-        return x[:, : tf.shape(reference)[1]]
-
-
-def build_unet(cfg: ModelConfig, precision: str = "float32") -> keras.Model:
-    """Mask network: log-magnitude ``[batch, frames, bins, 1]`` -> masks ``[batch, frames, bins, 2]``.
-
-    Any frame count works: frames are padded to a multiple of ``2**depth``
-    and the masks cropped back. ``precision='mixed_bfloat16'`` computes the
-    layers in bfloat16 (weights stay float32, so weight files are the same);
-    the masks are float32 either way.
-    """
-    kw = {} if precision == "float32" else {"dtype": precision}
-    if cfg.bins % 2**cfg.depth:
-        raise ValueError(f"fft_length // 2 = {cfg.bins} must be divisible by 2**depth = {2**cfg.depth}")
-    inp = keras.Input(shape=(None, cfg.bins, 1), name="log_magnitude")
-    emb = keras.Input(shape=(cfg.embed_dim,), name="embedding") if cfg.embed_dim else None
-    x = keras.layers.BatchNormalization(axis=2, name="input_norm")(inp)  # per-frequency scale, float32
-    x = PadToMultiple(2**cfg.depth, name="pad_frames", **kw)(x)
-    skips = []
-    for i in range(cfg.depth):
-        x = keras.layers.Conv2D(cfg.filters * 2**i, cfg.kernel_size, strides=2, padding="same", name=f"enc{i}_conv",
-                                **kw)(x)
-        x = keras.layers.BatchNormalization(name=f"enc{i}_bn", **kw)(x)
-        x = keras.layers.LeakyReLU(negative_slope=0.2, name=f"enc{i}_act", **kw)(x)
-        if emb is not None:  # speaker conditioning (vsep.speaker): identity at initialisation
-            x = FiLM(name=f"enc{i}_film", **kw)([x, emb])
-        skips.append(x)
-    for j, i in enumerate(reversed(range(cfg.depth))):
-        last = i == 0
-        filters = 2 if last else cfg.filters * 2 ** (i - 1)
-        if j > 0:
-            x = keras.layers.Concatenate(axis=-1, name=f"dec{i}_skip", **kw)([x, skips[i]])
-        x = keras.layers.Conv2DTranspose(filters, cfg.kernel_size, strides=2, padding="same",
-                                         name=f"dec{i}_deconv", **kw)(x)
-        if last:
-            break
-        x = keras.layers.BatchNormalization(name=f"dec{i}_bn", **kw)(x)
-        x = keras.layers.ReLU(name=f"dec{i}_act", **kw)(x)
-        if j < 3 and cfg.dropout > 0:
-            x = keras.layers.Dropout(cfg.dropout, name=f"dec{i}_dropout", **kw)(x)
-    masks = keras.layers.Activation("sigmoid", name="masks", dtype="float32")(x)
-    masks = CropLike(name="crop_frames")(masks, inp)
-    return keras.Model(inp if emb is None else [inp, emb], masks, name="unet")
 
 
 def normalise_level(mag, mode: str):
