@@ -16,4 +16,5 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} KERAS_BACKEND=jax PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 exec python3 tools/gpu_train.py --pack gpu_pack --init gpu_pack/init.npz --config vsep/models/default/config.json \
-  --out "$OUT" --minutes "${MINUTES:-6}" --batch-size 32 --learning-rate 2e-4 --save-every 1.45 --log-every 200
+  --out "$OUT" --minutes "${MINUTES:-5.5}" --batch-size 32 --learning-rate 2e-4 --save-every 1.45 --log-every 200 \
+  ${AUGMENT:+--augment "$AUGMENT"}

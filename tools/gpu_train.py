@@ -134,12 +134,37 @@ def shift_voice(x, factor):
     return jnp.take_along_axis(x, lo, 1) * (1 - frac) + jnp.take_along_axis(x, hi, 1) * frac
 
 
-def make_batch(key, targets, rests, batch: int, length: int, tcfg: dict):
+def band_matrix(bins: int, bands: int = 32, rate: int = 16000) -> np.ndarray:
+    """``[bins, bands]`` triangular weights on a log-frequency axis (60 Hz..Nyquist), rows summing to 1."""
+    f = np.linspace(0, rate / 2, bins)
+    centres = np.geomspace(60.0, rate / 2, bands)
+    pos = np.interp(np.log(np.maximum(f, 60.0)), np.log(centres), np.arange(bands))
+    w = np.maximum(0.0, 1.0 - np.abs(pos[:, None] - np.arange(bands)[None, :]))
+    return (w / w.sum(1, keepdims=True)).astype(np.float32)
+
+
+def chain_swap(x, donor, bands, max_db: float = 15.0):
+    """``x [B, L]`` through the recording chain of ``donor [B, L]``: its long-term spectral envelope
+    (``bands [L // 2 + 1, nb]`` smoothing) replaced by the donor's, within +-``max_db``, level kept."""
+    import jax.numpy as jnp
+
+    def env_db(y):
+        power = jnp.abs(jnp.fft.rfft(y)) ** 2  # [B, F]
+        per_band = power @ bands / (bands.sum(0) + 1e-9)  # [B, nb]
+        return 10.0 * jnp.log10(per_band + 1e-10)
+
+    diff = jnp.clip(env_db(donor) - env_db(x), -max_db, max_db)
+    diff = diff - diff.mean(-1, keepdims=True)
+    gain = 10.0 ** ((diff @ bands.T) / 20.0)  # [B, F]
+    return jnp.fft.irfft(jnp.fft.rfft(x) * gain, n=x.shape[1])
+
+
+def make_batch(key, targets, rests, batch: int, length: int, tcfg: dict, bands=None):
     """``(mixture [B, L], sources [B, 2, L])`` from random windows of ``targets [K, n]`` and ``rests [M, n]``."""
     import jax
     import jax.numpy as jnp
 
-    k = jax.random.split(key, 12)
+    k = jax.random.split(key, 16)
     n = targets.shape[1]
     ti = jax.random.randint(k[0], (batch,), 0, targets.shape[0])
     ri = jax.random.randint(k[1], (batch,), 0, rests.shape[0])
@@ -152,6 +177,13 @@ def make_batch(key, targets, rests, batch: int, length: int, tcfg: dict):
     factor = jnp.where(jax.random.uniform(k[5], (batch,)) < 0.5, 1 + size, 1 / (1 + size))
     rest = jnp.where((jax.random.uniform(k[6], (batch,)) < tcfg["other_shift_prob"])[:, None],
                      shift_voice(rest, factor), rest)
+    if tcfg.get("chain_swap", 0.0) > 0:  # interference through a target's chain, targets through others'
+        donor_t = targets[jax.random.randint(k[12], (batch,), 0, targets.shape[0])[:, None], to[:, None] + cols]
+        donor_r = rests[jax.random.randint(k[13], (batch,), 0, rests.shape[0])[:, None], ro[:, None] + cols]
+        swap_r = jax.random.uniform(k[14], (batch,)) < tcfg["chain_swap"]
+        swap_t = jax.random.uniform(k[15], (batch,)) < tcfg["chain_swap"]
+        rest = jnp.where(swap_r[:, None], chain_swap(rest, donor_t, bands), rest)
+        target = jnp.where(swap_t[:, None], chain_swap(target, donor_r, bands), target)
     kind = jax.random.uniform(k[7], (batch,))  # 7.5 %: target alone; 7.5 %: interference alone
     rest = jnp.where((kind < tcfg["alone"])[:, None], 0.0, rest)
     target = jnp.where((kind > 1 - tcfg["alone"])[:, None], 0.0, target)
@@ -196,7 +228,7 @@ def train(args) -> int:
 
     doc = json.loads(Path(args.config).read_text())
     cfg = config.from_dict(ModelConfig, doc["model"])
-    tcfg = {"other_shift": 0.15, "other_shift_prob": 0.5, "alone": 0.075, "tir_db": (-6.0, 6.0),
+    tcfg = {"chain_swap": 0.0, "other_shift": 0.15, "other_shift_prob": 0.5, "alone": 0.075, "tir_db": (-6.0, 6.0),
             "eq_prob": 0.5, "eq_db": 6.0, "lowpass_prob": 0.25, "gain_db": (-6.0, 6.0)}
     tcfg.update(json.loads(args.augment) if args.augment else {})
     print("devices", jax.devices(), "keras", keras.__version__, "jax", jax.__version__, flush=True)
@@ -208,6 +240,7 @@ def train(args) -> int:
         init = np.load(args.init)
         unet.set_weights([init[f"w{i:03d}"].astype(np.float32) for i in range(len(init.files))])
     length = cfg.patch_samples()
+    bands = jnp.asarray(band_matrix(length // 2 + 1, rate=cfg.sample_rate))
     steps_total = args.steps
     opt = keras.optimizers.Adam(args.learning_rate)
     opt.build(unet.trainable_variables)
@@ -227,7 +260,7 @@ def train(args) -> int:
     @jax.jit
     def step(state, key):
         tv, ntv, ov = state
-        mixture, sources = make_batch(key, targets, rests, args.batch_size, length, tcfg)
+        mixture, sources = make_batch(key, targets, rests, args.batch_size, length, tcfg, bands)
         (loss, ntv), grads = grad_fn(tv, ntv, mixture, sources)
         tv, ov = opt.stateless_apply(ov, grads, tv)
         return (tv, ntv, ov), loss
