@@ -141,3 +141,25 @@ def test_missing_condition_is_one_line(lake_dir, tmp_path, capsys):
                          "--split", "val"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "holds no whole sources out for val" in err[0]
+
+
+def test_target_alone_reports_what_the_model_keeps_of_each_reference(crossset, tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "tools"))
+    import target_alone
+    from vsep.api import Separator
+
+    rows = target_alone.target_alone(crossset, Separator())
+    assert len(rows) >= 10  # every condition's references (none is silent)
+    for r in rows:
+        # masks are at most 1 and the target floor 0.3 keeps at least -10.5 dB (windowing adds a little)
+        assert -11.0 < r["kept_db"] < 0.5 and np.isfinite(r["snr_db"])
+    assert len({round(r["kept_db"], 3) for r in rows}) > 1  # measured per example, not a constant
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = subprocess.run([sys.executable, str(root / "tools" / "target_alone.py"), str(empty)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "no example" in proc.stderr
