@@ -150,6 +150,7 @@ def test_target_alone_reports_what_the_model_keeps_of_each_reference(crossset, t
     root = Path(__file__).resolve().parent.parent
     sys.path.insert(0, str(root / "tools"))
     import target_alone
+
     from vsep.api import Separator
 
     rows = target_alone.target_alone(crossset, Separator())
