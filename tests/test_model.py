@@ -313,3 +313,32 @@ def test_bfloat16_unet_shares_weights_and_stays_close_to_float32():
     assert b.dtype == np.float32 and np.all(np.isfinite(b))
     rel = np.sqrt(np.mean((a - b) ** 2) / np.mean(a**2))
     assert 0 < rel < 0.05, rel  # bfloat16 has 8 bits of mantissa: close, not equal
+
+
+def test_deleted_share_counts_only_what_the_estimate_lacks():
+    from vsep.model import deleted_share
+
+    ref = tf.constant(np.abs(np.random.default_rng(0).standard_normal((3, 8, 5))).astype(np.float32))
+    est = tf.stack([ref[0], ref[1] * 0.25, ref[2] * 3.0])  # whole, three quarters deleted, more than whole
+    np.testing.assert_allclose(deleted_share(ref, est).numpy(), [0.0, 0.75, 0.0], atol=1e-6)
+    np.testing.assert_allclose(deleted_share(ref, tf.zeros_like(ref)).numpy(), [1.0, 1.0, 1.0], atol=1e-6)
+
+
+def test_keep_weight_adds_the_deleted_share_to_the_training_loss_only():
+    from vsep.config import TrainConfig
+    from vsep.model import SeparationModel
+
+    n = TINY.patch_samples()
+    rng = np.random.default_rng(1)
+    target, other = (rng.standard_normal((2, n)) * 0.1).astype(np.float32), (rng.standard_normal((2, n)) * 0.1).astype(np.float32)
+    mixture, sources = tf.constant(target + other), tf.constant(np.stack([target, other], axis=1))
+    cfg = dataclasses.replace(TINY, dropout=0.0)  # training-mode passes without random dropout masks
+    plain = SeparationModel(cfg, TrainConfig()).build_for(n)
+    keep = SeparationModel(cfg, TrainConfig(keep_weight=0.5)).build_for(n)
+    keep.set_weights(plain.get_weights())
+    base, _ = plain._loss(mixture, sources, training=True)
+    more, _ = keep._loss(mixture, sources, training=True)
+    assert float(more) > float(base) + 0.01  # sigmoid masks of an untrained U-Net delete part of the target
+    val_plain, _ = plain._loss(mixture, sources, training=False)
+    val_keep, _ = keep._loss(mixture, sources, training=False)
+    assert abs(float(val_keep) - float(val_plain)) < 1e-6  # validation losses stay comparable across recipes

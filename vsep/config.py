@@ -229,6 +229,9 @@ class TrainConfig:
     speaker_loss: float = opt(0.0, "weight of the speaker-identification loss on the enrollment embeddings of a "
                               "conditioned model (a cosine classifier over the bank's training voices): "
                               "teaches the encoder to tell voices apart from the first step")
+    keep_weight: float = opt(0.0, "weight of a loss term on the share of the target's STFT magnitude the target "
+                             "mask deletes (only deficits count): deleting target speech costs more than "
+                             "leaking interference, so an unsure model keeps the voice (0: off)")
     speakers: int = opt(0, "classes of that classifier: the training voices of the bank (set by vsep train)")
     target_share: float = opt(0.2, "share of a conditioned model's training examples whose target is the bank's "
                               "named target (its default voice)")

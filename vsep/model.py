@@ -54,6 +54,16 @@ def silence_penalty(estimate, mixture):
     return _db(ratio + 1e-3) / 10.0  # 1e-3: the -30 dB floor
 
 
+def deleted_share(reference_mag, estimate_mag):
+    """Share of the reference's STFT magnitude missing from the estimate: ``[B, T, F]`` x2 -> ``[B]`` in [0, 1].
+
+    Only deficits count (``relu(reference - estimate)``), so leaking interference costs nothing here:
+    the ``keep_weight`` term of the loss, which makes deleting target speech dearer than leaving noise.
+    """
+    lost = tf.reduce_sum(tf.nn.relu(reference_mag - estimate_mag), axis=[1, 2])
+    return lost / (tf.reduce_sum(reference_mag, axis=[1, 2]) + EPS)
+
+
 def _db(x):
     return 10.0 * tf.math.log(x) / tf.math.log(10.0)
 
@@ -243,6 +253,9 @@ class SeparationModel(keras.Model):
             for k in range(2):
                 ref = magnitude(self.stft(sources[:, k]))
                 total += tf.reduce_mean(tf.abs(masks[..., k] * mag - ref))
+        if training and self.train_cfg.keep_weight > 0:
+            deleted = deleted_share(magnitude(self.stft(sources[:, 0])), masks[..., 0] * mag)
+            total += self.train_cfg.keep_weight * tf.reduce_mean(deleted)
         waveform_loss = {"sisdr": si_sdr, "snr": snr}.get(loss_name.split("+")[-1])
         if waveform_loss is not None or not training:
             est = self.separate_spectra(spectrum, masks)
