@@ -88,7 +88,9 @@ def test_chunk_geometry_of_the_tiny_model():
     from vsep import inference
 
     length, hop = inference.chunk_geometry(TINY)
-    assert (length, hop) == (3712, 2752)
+    assert (length, hop) == (3712, 2752)  # one pass: chunks overlap by a quarter
+    for shifts in (2, 3):  # several passes: each hops a whole chunk, their chunks interleave
+        assert inference.chunk_geometry(TINY, shifts) == (3712, 3712)
     w = inference.ola_weights(length)
     assert w.shape == (length,) and np.all(w > 0)
 
@@ -156,17 +158,39 @@ def test_shift_offsets_spread_over_a_hop_and_off_the_frame_grid():
     assert inference.shift_offsets(TINY, 1) == [0]
     for shifts in (2, 3, 5):
         offsets = inference.shift_offsets(TINY, shifts)
-        assert offsets[0] == 0 and len(set(offsets)) == shifts and max(offsets) < H
+        _, hop = inference.chunk_geometry(TINY, shifts)
+        assert offsets[0] == 0 and len(set(offsets)) == shifts and max(offsets) < hop
         assert all(o % TINY.frame_step for o in offsets[1:])  # every pass sees other STFT frames
     with pytest.raises(ValueError, match="shifts"):
         inference.shift_offsets(TINY, 0)
 
 
+def _joint_passes_by_hand(model, x: np.ndarray, shifts: int) -> np.ndarray:
+    """``[2, n]``: ``shifts`` passes of chunks ``L`` apart, each grid starting its offset before
+    the input (mirror padding), every chunk's output weighted by the triangular window, all of
+    them summed and divided by the summed weights, chunk by chunk in NumPy."""
+    from vsep import inference
+
+    length, hop = inference.chunk_geometry(TINY, shifts)
+    n, w = len(x), inference.ola_weights(length)
+    total, norm = np.zeros((2, n)), np.zeros(n)
+    for o in inference.shift_offsets(TINY, shifts):
+        count = max(1, 1 + (n + o - length + hop - 1) // hop)
+        padded = inference.mirror_extend_np(x, o, (count - 1) * hop + length - n - o)
+        for c in range(count):
+            out = model(tf.constant(padded[None, c * hop : c * hop + length]), training=False)[0].numpy()
+            lo, hi = c * hop - o, c * hop - o + length  # the chunk's place in the input
+            a, b = max(lo, 0), min(hi, n)
+            if a < b:
+                total[:, a:b] += out[:, a - lo : b - lo] * w[a - lo : b - lo]
+                norm[a:b] += w[a - lo : b - lo]
+    return total / norm
+
+
 @pytest.mark.parametrize("n", [50, SEG8 + 1, 3 * SEG8 + 123])
-def test_shifts_average_offset_passes_and_stream_like_the_whole_input(model_dir, fns, n):
-    """``shifts=3`` is the mean of three single passes over the input delayed by each offset
-    (computed here by hand where the mirror padding is shorter than the input), and
-    streaming it still equals the whole-input result."""
+def test_shifts_overlap_add_offset_passes_and_stream_like_the_whole_input(model_dir, fns, n):
+    """``shifts=3`` is the joint overlap-add of three passes whose chunk grids start at each offset
+    (computed here chunk by chunk), and streaming it still equals the whole-input result."""
     from vsep import inference
 
     model = model_io.load(str(model_dir))
@@ -175,10 +199,7 @@ def test_shifts_average_offset_passes_and_stream_like_the_whole_input(model_dir,
     x = _noise(n, seed=n + 1)
     whole = shifted(tf.constant(x)).numpy()
     assert whole.shape == (2, n) and np.all(np.isfinite(whole))
-    if n > L:
-        delayed = [inference.mirror_extend(tf.constant(x), o, 0) for o in inference.shift_offsets(TINY, 3)]
-        by_hand = np.mean([plain(d).numpy()[:, len(d) - n :] for d in delayed], axis=0)
-        np.testing.assert_allclose(whole, by_hand, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(whole, _joint_passes_by_hand(model, x, 3), rtol=0, atol=1e-5)
     assert np.max(np.abs(whole - plain(tf.constant(x)).numpy())) > 1e-4  # the passes really differ
     streamed = np.concatenate(list(inference.stream(_odd_blocks(x), shifted, TINY, segment_chunks=1)), axis=1)
     np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-5)

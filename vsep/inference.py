@@ -2,16 +2,20 @@
 
 The model only ever sees fixed-size chunks of ``L = cfg.patch_samples(cfg.chunk_frames)``
 samples. :func:`build_separate_fn` cuts a waveform into chunks every ``H``
-samples (``H = 3L/4``, on a grid anchored at the start of the waveform), runs
-the model on them in batches and overlap-adds the outputs with triangular
-weights (normalised by the summed weights). Past the ends of the input the
+samples (on a grid anchored at the start of the waveform), runs the model on
+them in batches and overlap-adds the outputs with triangular weights
+(normalised by the summed weights). Past the ends of the input the
 chunks are filled with its mirror image, not silence (:func:`mirror_extend`).
 It is a ``tf.function`` used by the TensorFlow runtime and the exported
 SavedModel; :func:`build_chunked_fn` is the same procedure in NumPy around a
 chunk model outside TensorFlow (the ONNX graph, :mod:`vsep.runtime`), tested
-equal to it. With ``shifts > 1`` it averages that many passes
+equal to it. With ``shifts > 1`` it combines that many passes
 whose chunk grid and STFT frames are offset by a fraction of a hop
-(test-time shift averaging, as in Demucs; :func:`shift_offsets`).
+(test-time shift averaging, as in Demucs; :func:`shift_offsets`). One pass
+hops ``H = 3L/4``; several passes hop ``H = L`` each and are overlap-added
+together (one normalisation over all their chunks), so two passes cost two
+model calls per chunk length of audio instead of 2.7, with every sample still
+seen by two chunks on two STFT frame grids.
 
 :func:`stream` runs that function over an arbitrarily long input in segments
 with enough context (aligned to the chunk grid) that the result is the same as
@@ -26,13 +30,16 @@ import numpy as np
 
 from vsep.config import ModelConfig
 
-HOP_SHARE = 0.75  # chunk hop / chunk length
+HOP_SHARE = 0.75  # chunk hop / chunk length of a single pass
+PASSES_HOP_SHARE = 1.0  # the same for each of several passes, whose chunks interleave
 
 
-def chunk_geometry(cfg: ModelConfig) -> tuple[int, int]:
-    """``(chunk length L, chunk hop H)`` in samples; ``H`` is a multiple of the STFT hop."""
+def chunk_geometry(cfg: ModelConfig, shifts: int = 1) -> tuple[int, int]:
+    """``(chunk length L, chunk hop H)`` in samples of one of ``shifts`` passes; ``H`` is a
+    multiple of the STFT hop."""
     length = cfg.patch_samples(cfg.chunk_frames)
-    hop = max(cfg.frame_step, int(HOP_SHARE * length) // cfg.frame_step * cfg.frame_step)
+    share = HOP_SHARE if shifts <= 1 else PASSES_HOP_SHARE
+    hop = max(cfg.frame_step, int(share * length) // cfg.frame_step * cfg.frame_step)
     return length, hop
 
 
@@ -65,7 +72,7 @@ def shift_offsets(cfg: ModelConfig, shifts: int) -> list[int]:
     (for ``shifts > 1``) off the STFT frame grid so that every pass sees other frames."""
     if shifts < 1:
         raise ValueError(f"shifts must be >= 1, got {shifts}")
-    _, hop = chunk_geometry(cfg)
+    _, hop = chunk_geometry(cfg, shifts)
     step = cfg.frame_step
     # k/shifts of a chunk hop (on the frame grid) plus k/shifts of a frame hop (off it)
     return [(k * hop) // shifts // step * step + (k * step) // shifts for k in range(shifts)]
@@ -80,7 +87,7 @@ def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts
     returns ``[K + 1, samples]``: each voice, then the rest
     (:meth:`vsep.model.SeparationModel.separate_speakers`).
 
-    ``shifts`` passes (see :func:`shift_offsets`) are averaged; 1 is a single pass.
+    ``shifts`` passes (see :func:`shift_offsets`) are overlap-added together; 1 is a single pass.
     ``precision`` runs the U-Net in that arithmetic (same weights; default: the model's own).
     ``channels``: the function takes ``[channels, samples]`` and returns
     ``[2, channels, samples]``, every channel shaped by the masks of the downmix.
@@ -94,7 +101,7 @@ def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts
 
         model = with_precision(model, precision)  # the model itself when it already computes so
     cfg: ModelConfig = model.cfg
-    length, hop = chunk_geometry(cfg)
+    length, hop = chunk_geometry(cfg, shifts)
     weights = tf.constant(ola_weights(length))
     offsets = shift_offsets(cfg, shifts)
     # a variable, so that a benchmark can enroll other voices of the same count without retracing
@@ -117,7 +124,8 @@ def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts
             return model.separate_speakers(chunks[:, 0], rows, v, wiener=wiener, floor=target_floor)
 
     def one_pass(rows, offset: int, v):
-        """One pass over ``rows [R, n]`` whose chunk grid starts ``offset`` samples before them."""
+        """One pass over ``rows [R, n]`` whose chunk grid starts ``offset`` samples before them:
+        its weighted sum ``[S, R', n]`` and summed weights ``[n]``."""
         n = tf.shape(rows)[-1]
         chunks_needed = tf.maximum(1, 1 + (n + offset - length + hop - 1) // hop)
         total = (chunks_needed - 1) * hop + length
@@ -132,13 +140,14 @@ def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts
         weighted = tf.transpose(per_chunk, [1, 2, 0, 3]) * weights  # [S, R', C, L]
         summed = tf.signal.overlap_and_add(weighted, hop)
         norm = tf.signal.overlap_and_add(tf.tile(weights[None], [count, 1]), hop)
-        return (summed / norm)[..., offset : offset + n]  # [S, R', n]
+        return summed[..., offset : offset + n], norm[offset : offset + n]
 
     def average(rows, v):
-        total = 0.0
+        total, norm = 0.0, 0.0
         for offset in offsets:  # a Python loop: one pass each in the graph
-            total += one_pass(rows, offset, v)
-        return total / len(offsets)
+            summed, weight = one_pass(rows, offset, v)
+            total, norm = total + summed, norm + weight
+        return total / norm
 
     def downmix_and(waveform):
         return tf.concat([tf.reduce_mean(waveform, axis=0, keepdims=True), waveform], 0)
@@ -158,6 +167,7 @@ def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts
             return finish(average(prepare(waveform), v))
 
         separate.enrolled = enrolled
+    separate.hop = hop  # the chunk grid :func:`stream` aligns its segments to
     return separate
 
 
@@ -191,7 +201,7 @@ def build_chunked_fn(call: Callable[[np.ndarray], np.ndarray], cfg: ModelConfig,
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(workers, thread_name_prefix="vsep-model") if workers > 1 else None
-    length, hop = chunk_geometry(cfg)
+    length, hop = chunk_geometry(cfg, shifts)
     weights = ola_weights(length)
     overlap = max(0, length - hop)  # samples a chunk shares with the previous one
     offsets = shift_offsets(cfg, shifts)
@@ -248,10 +258,12 @@ def build_chunked_fn(call: Callable[[np.ndarray], np.ndarray], cfg: ModelConfig,
                 self.out[..., i * hop + shared : i * hop + length] = res[j, ..., shared:]
 
         def result(self) -> np.ndarray:
-            """``[S, C, n]``, a view of this pass's buffer (valid until the next call)."""
-            out = self.out[..., self.offset : self.offset + self.n]
-            out /= self.norm[self.offset : self.offset + self.n]
-            return out
+            """``[S, C, n]`` weighted sums, a view of this pass's buffer (valid until the next call)."""
+            return self.out[..., self.offset : self.offset + self.n]
+
+        def weight(self) -> np.ndarray:
+            """``[n]``: the summed weights behind :meth:`result`."""
+            return self.norm[self.offset : self.offset + self.n]
 
     def separate(waveform: np.ndarray) -> np.ndarray:
         rows = np.asarray(waveform, np.float32)
@@ -262,13 +274,17 @@ def build_chunked_fn(call: Callable[[np.ndarray], np.ndarray], cfg: ModelConfig,
         for (p, idx), res in zip(tasks, results):
             p.add(idx, res)
         first = passes[0].result()
-        total = np.array(first) if len(passes) == 1 else np.add(first, passes[1].result())  # a fresh array
-        for p in passes[2:]:
-            total += p.result()
-        if len(passes) > 1:
-            total /= len(passes)
+        if len(passes) == 1:
+            total = np.divide(first, passes[0].weight())  # a fresh array
+        else:
+            total, norm = np.add(first, passes[1].result()), passes[0].weight() + passes[1].weight()
+            for p in passes[2:]:
+                total += p.result()
+                norm += p.weight()
+            total /= norm
         return total if channels else total[:, 0]
 
+    separate.hop = hop  # the chunk grid :func:`stream` aligns its segments to
     return separate
 
 
@@ -287,6 +303,7 @@ def stream(
     pieces are ``[2, channels, k]``.
     """
     length, hop = chunk_geometry(cfg)
+    hop = getattr(separate, "hop", hop)  # the grid of the function's passes
     segment = segment_chunks * hop
     context = -(-length // hop) * hop  # >= L, a multiple of H: same grid, full coverage
     parts: list[np.ndarray] = []  # the input from buf_start on, joined only when a segment is due
