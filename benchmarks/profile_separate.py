@@ -18,7 +18,7 @@ import time
 
 
 def main(argv: list[str]) -> int:
-    from vsep import inference, separate, timeline
+    from vsep import inference, separate, timeline, writer
 
     cpu: dict[str, float] = collections.defaultdict(float)
     lock = threading.Lock()
@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
 
     chunked = inference.build_chunked_fn
     separate.read_blocks = timed_iter("reader: decode, resample to the model's rate", separate.read_blocks)
-    separate.Writer._write = timed("writer: resample back, PCM16, write", separate.Writer._write)
+    writer.Writer._write = timed("writer: resample back, PCM16, write", separate.Writer._write)
     timeline.Tracker.update = timed("timeline", timeline.Tracker.update)
     inference.build_chunked_fn = lambda call, *a, **k: chunked(timed("model calls (onnxruntime)", call), *a, **k)
     wall0, cpu0 = time.perf_counter(), time.process_time()
