@@ -46,3 +46,17 @@ def test_too_little_held_out_speech_is_refused(lake_dir):
     pool = [e for e in lake.read_index(str(lake_dir)) if e.speaker == TARGET]
     with pytest.raises(ValueError, match="held-out target speech"):
         eval_self_enroll.enrollment(str(lake_dir), pool, {e.source_uri for e in pool}, 30.0, RATE, seed=0)
+
+
+def test_from_estimate_keeps_frames_where_the_estimate_dominates():
+    rng = np.random.default_rng(0)
+    n = 2 * RATE
+    voice = (0.1 * rng.standard_normal(n)).astype(np.float32)
+    other = (0.1 * rng.standard_normal(n)).astype(np.float32)
+    other[: n // 2] *= 0.01  # the first second: the voice alone, nearly
+    mixture = voice + other
+    clip = eval_self_enroll.from_estimate(mixture, voice, RATE, share=0.7)
+    frame = int(enroll.FRAME_S * RATE)
+    assert len(clip) % frame == 0
+    assert abs(len(clip) - n // 2) <= 2 * frame  # the first second, not the second one
+    np.testing.assert_array_equal(clip[:frame], voice[:frame])

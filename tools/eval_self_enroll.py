@@ -9,6 +9,10 @@ use (neither as target nor as sound-alike), shuffled per mixture. Scored as ``vs
 (BSSEval v4, SI-SDR, PESQ, STOI), written in its layout, so ``tools/compare_evals.py`` pairs it with an
 evaluate run of the same folder.
 
+``--source mixture`` needs no clip from the user: a first pass with the model's stored voice separates
+the mixture, the frames where that estimate holds most of the mixture's energy (at least ``--share``)
+are cut from it, embedded, and a second pass separates with that embedding (twice the model's work).
+
     .venv/bin/python tools/eval_self_enroll.py --model runs/c3 --lake runs/lake --folder runs/xtest_val \
         --seconds 30 --output runs/eval_val_c3_self30
 """
@@ -56,6 +60,16 @@ def enrollment(lake_root: str, pool: list[lake.LakeEntry], exclude: set[str], se
     return np.concatenate(parts)[: int(seconds * rate)]
 
 
+def from_estimate(mixture: np.ndarray, target: np.ndarray, rate: int, share: float) -> np.ndarray:
+    """``[samples]``: the 20 ms frames of the target estimate ``target [n]`` that hold at least ``share``
+    of the mixture's ``[n]`` energy and are speech (:func:`vsep.enroll.speech_frames`)."""
+    frame = max(1, int(enroll.FRAME_S * rate))
+    n = min(len(mixture), len(target)) // frame * frame
+    t, m = target[:n].reshape(-1, frame), mixture[:n].reshape(-1, frame)
+    keep = ((t**2).mean(axis=1) >= share * (m**2).mean(axis=1)) & enroll.speech_frames(target[:n], rate)
+    return t[keep].reshape(-1)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="a speaker-conditioned model directory")
@@ -66,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shifts", type=int, default=2)
     p.add_argument("--target-floor", type=float, default=0.3)
     p.add_argument("--precision", default="float32")
+    p.add_argument("--source", choices=("heldout", "mixture"), default="heldout",
+                   help="enroll from held-out recordings the mixture does not use, or from the mixture itself")
+    p.add_argument("--share", type=float, default=0.7, help="--source mixture: least share of the frame's energy")
+    p.add_argument("--min-seconds", type=float, default=1.0,
+                   help="--source mixture: fewer seconds than this keep the stored voice")
     args = p.parse_args(argv)
 
     model = model_io.load(args.model)
@@ -82,23 +101,36 @@ def main(argv: list[str] | None = None) -> int:
     (out / "examples").mkdir(parents=True, exist_ok=True)
     rows, refused = [], 0
     for ex in evaluate.examples_from_folder(args.folder, target, cfg.sample_rate):
-        meta = json.loads(Path(args.folder, ex["id"], "meta.json").read_text())
-        exclude = set(meta.get("target_sources", [])) | set(meta.get("other_sources", []))
-        clip = enrollment(args.lake, pool, exclude, args.seconds, cfg.sample_rate, zlib.crc32(ex["id"].encode()))
-        try:
-            emb = enroll.embed_clip(model, target, clip)
-        except enroll.EnrollError:  # the several-voices check refused it: a user would pick another clip
-            refused += 1
-            whole = np.asarray(model.embed(clip[None]))[0]
-            emb = whole / (np.linalg.norm(whole) + 1e-8)
+        if args.source == "mixture":
+            separate.voices.assign(first)
+            clip = from_estimate(ex["mixture"], np.asarray(separate(ex["mixture"]))[0], cfg.sample_rate, args.share)
+            if len(clip) < args.min_seconds * cfg.sample_rate:
+                refused += 1  # too little of the target alone: the stored voice stays
+                emb = first[0]
+            else:
+                whole = np.asarray(model.embed(clip[None]))[0]
+                emb = whole / (np.linalg.norm(whole) + 1e-8)
+        else:
+            meta = json.loads(Path(args.folder, ex["id"], "meta.json").read_text())
+            exclude = set(meta.get("target_sources", [])) | set(meta.get("other_sources", []))
+            clip = enrollment(args.lake, pool, exclude, args.seconds, cfg.sample_rate, zlib.crc32(ex["id"].encode()))
+            try:
+                emb = enroll.embed_clip(model, target, clip)
+            except enroll.EnrollError:  # the several-voices check refused it: a user would pick another clip
+                refused += 1
+                whole = np.asarray(model.embed(clip[None]))[0]
+                emb = whole / (np.linalg.norm(whole) + 1e-8)
         separate.voices.assign(emb[None].astype(np.float32))
         est = {"model": np.asarray(separate(ex["mixture"])), "mixture": np.stack([ex["mixture"]] * 2)}
         row = evaluate.score(ex, est, cfg.sample_rate, names)
         row["enrollment_s"] = round(len(clip) / cfg.sample_rate, 2)
         rows.append(row)
         (out / "examples" / f"{ex['id']}.json").write_text(json.dumps(row))
-    summary = {"model": args.model, "folder": args.folder, "enrolled": "held-out target recordings not in the mixture",
-               "enrollment_seconds": args.seconds, "refused_by_agreement_check": refused,
+    how = {"heldout": "held-out target recordings not in the mixture",
+           "mixture": f"frames of a first pass's target estimate holding >= {args.share} of the mixture's energy"}
+    summary = {"model": args.model, "folder": args.folder, "enrolled": how[args.source],
+               "enrollment_seconds": args.seconds if args.source == "heldout" else None,
+               "refused_or_too_short": refused,
                "separate": {"shifts": args.shifts, "target_floor": args.target_floor, "precision": args.precision,
                             "runtime": "tf"},
                "examples": len(rows), "groups": evaluate.summarise(rows, names)}
@@ -106,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     table = evaluate.markdown(summary["groups"], target)
     (out / "summary.md").write_text(table)
     print(table)
-    print(json.dumps({k: summary[k] for k in ("examples", "refused_by_agreement_check", "enrollment_seconds")}))
+    print(json.dumps({k: summary[k] for k in ("examples", "refused_or_too_short", "enrollment_seconds")}))
     return 0
 
 
