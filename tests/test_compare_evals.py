@@ -51,3 +51,17 @@ def test_disjoint_runs_are_one_line_and_exit_2(tmp_path, capsys):
     assert compare_evals.main([a, b]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "share no scored examples" in err[0]
+
+
+def test_rest_is_compared_when_asked(tmp_path):
+    a = write_run(tmp_path / "a", {"x": ("noise", 1.0), "y": ("voices", 2.0)})
+    rows = {"x": ("noise", 1.0), "y": ("voices", 2.0)}
+    b = write_run(tmp_path / "b", rows)
+    for key in rows:  # B's rest scores 0.5 dB better; its target is the same as A's
+        path = Path(b) / "examples" / f"{key}.json"
+        row = json.loads(path.read_text())
+        row["methods"]["model"]["rest"]["SDRi"] = 0.5
+        path.write_text(json.dumps(row))
+    assert compare_evals.compare(a, b)["all"]["mean_diff"] == 0.0
+    rest = compare_evals.compare(a, b, source="rest")
+    assert rest["all"]["n"] == 2 and rest["all"]["mean_diff"] == pytest.approx(0.5)

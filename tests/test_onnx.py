@@ -82,6 +82,30 @@ def _chunks(cfg: ModelConfig, rows: int) -> np.ndarray:
 
 
 @needs_data
+@pytest.mark.parametrize("floor", [0.0, 0.3])
+def test_one_inverse_stft_keeps_the_target_and_rests_on_the_input(tiny_dir, floor):
+    """The inference output needs one inverse STFT: the target is exactly the floored target mask's
+    (as :meth:`separate_spectra` computes it with two), the rest is the input minus the unfloored target,
+    so with no floor target and rest sum to the input; the ONNX graph does the same."""
+    model = model_io.load(str(tiny_dir))
+    chunks = _chunks(TINY, 2)[:, 0]  # [3, L] mono
+    x = tf.constant(chunks)
+    spectrum = model.stft(x)
+    masks = model.masks(spectrum)
+    est = model.separate_spectra(spectrum, masks, floor=floor)
+    two = np.stack([model.istft(est[:, k], length=chunks.shape[-1]).numpy() for k in range(2)], axis=1)
+    out = model(x, floor=floor).numpy()
+    scale = np.abs(chunks).max()
+    np.testing.assert_allclose(out[:, 0], two[:, 0], atol=2e-5 * scale)
+    unfloored = model.istft(model.separate_spectra(spectrum, masks)[:, 0], length=chunks.shape[-1]).numpy()
+    np.testing.assert_allclose(out[:, 1], chunks - unfloored, atol=2e-5 * scale)
+    if not floor:
+        np.testing.assert_allclose(out.sum(axis=1), chunks, atol=2e-5 * scale)
+    graph = _run(_session(tiny_dir), chunks[:, None], floor)[:, :, 0]
+    np.testing.assert_allclose(graph, out, atol=2e-5 * scale)
+
+
+@needs_data
 @pytest.mark.parametrize("floor,wiener", [(0.0, False), (0.3, False), (0.3, True)])
 def test_graph_matches_keras_model(tiny_dir, floor, wiener):
     model = model_io.load(str(tiny_dir))

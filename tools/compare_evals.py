@@ -20,20 +20,22 @@ from pathlib import Path
 import numpy as np
 
 
-def read_rows(folder: str, metric: str, method: str = "model") -> dict[str, tuple[str, float]]:
-    """``{example id: (condition, value)}`` of the target's ``metric`` for ``method`` in ``folder/examples``."""
+def read_rows(folder: str, metric: str, method: str = "model", source: str = "target") -> dict[str, tuple[str, float]]:
+    """``{example id: (condition, value)}`` of ``source``'s ``metric`` (``target`` or ``rest``) for ``method``
+    in ``folder/examples``."""
     rows = {}
     for path in sorted(Path(folder, "examples").glob("*.json")):
         row = json.loads(path.read_text())
         # the target is the source that is not "rest"; absent where its reference is silent (vsep.evaluate.score)
-        target = next((m for name, m in row["methods"].get(method, {}).items() if name != "rest"), None)
+        target = next((m for name, m in row["methods"].get(method, {}).items()
+                       if (name == "rest") == (source == "rest")), None)
         if target is None:
             continue
         value = target.get(metric)
         if value is not None and np.isfinite(value):
             rows[row["id"]] = (row["kind"], float(value))
     if not rows:
-        raise ValueError(f"{folder}: no examples with the target's {metric} for method {method!r}")
+        raise ValueError(f"{folder}: no examples with the {source}'s {metric} for method {method!r}")
     return rows
 
 
@@ -51,9 +53,9 @@ def paired(a: np.ndarray, b: np.ndarray, boot: int = 2000, seed: int = 0) -> dic
             "wins": float(np.mean(d > 0))}
 
 
-def compare(folder_a: str, folder_b: str, metric: str = "SDRi") -> dict[str, dict[str, float]]:
+def compare(folder_a: str, folder_b: str, metric: str = "SDRi", source: str = "target") -> dict[str, dict[str, float]]:
     """``{group: paired(...)}`` for ``all`` and every condition both runs share."""
-    ra, rb = read_rows(folder_a, metric), read_rows(folder_b, metric)
+    ra, rb = read_rows(folder_a, metric, source=source), read_rows(folder_b, metric, source=source)
     common = sorted(set(ra) & set(rb))
     if not common:
         raise ValueError(f"{folder_a} and {folder_b} share no scored examples")
@@ -78,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("a", help="vsep evaluate output folder of the reference (A)")
     p.add_argument("b", help="vsep evaluate output folder of the candidate (B)")
     p.add_argument("--metric", default="SDRi", help="target metric to compare (SDRi, SI-SDRi, PESQi, STOIi, ...)")
+    p.add_argument("--source", default="target", choices=("target", "rest"), help="which output to compare")
     args = p.parse_args(argv)
     try:
-        print(table(compare(args.a, args.b, args.metric), args.metric))
+        print(table(compare(args.a, args.b, args.metric, args.source), args.metric))
     except (ValueError, OSError) as e:
         print(f"compare_evals: error: {e}", file=sys.stderr)
         return 2

@@ -92,7 +92,7 @@ def build_separate_fn(model, batch_chunks: int = 2, wiener: bool = False, shifts
     ``channels``: the function takes ``[channels, samples]`` and returns
     ``[2, channels, samples]``, every channel shaped by the masks of the downmix.
     ``target_floor``: the least share of the mixture the target mask keeps
-    (:meth:`vsep.model.SeparationModel.separate_spectra`).
+    (:meth:`vsep.model.SeparationModel.target_and_rest`; the rest is the input minus the unfloored target).
     """
     import tensorflow as tf
 

@@ -168,17 +168,35 @@ class SeparationModel(keras.Model):
             masks = power / (tf.reduce_sum(power, axis=-1, keepdims=True) + EPS)
         return tf.stack([spectrum * masks[..., k : k + 1] for k in range(2)], axis=1)
 
+    def target_and_rest(self, spectra, waves, masks, wiener: bool = False, floor: float = 0.0):
+        """Inference output ``[N, 2, L]`` of ``waves [N, L]`` (spectra ``[N, T, F, 2]``, masks ``[N, T, F, 2]``).
+
+        The same target as :meth:`separate_spectra` with one inverse STFT instead of two:
+        ``y = istft(g * spectra)`` with ``g`` the target's mask before the floor (its ratio mask
+        with ``wiener``), the target ``floor * waves + (1 - floor) * y`` (``y`` with ``wiener``)
+        and the rest ``waves - y`` (the STFT reconstructs exactly, so ``waves = istft(spectra)``):
+        target and rest sum to the input wherever there is no floor, and the rest is what the
+        target's mask leaves, ``1 - g``, rather than the rest's own mask (the two sum to about 1).
+        """
+        m_t = masks[..., :1]
+        if wiener:
+            lifted = floor + (1.0 - floor) * m_t if floor else m_t
+            p_t, p_r = lifted**2, masks[..., 1:2] ** 2
+            m_t, floor = p_t / (p_t + p_r + EPS), 0.0
+        y = self.istft(spectra * m_t, length=tf.shape(waves)[1])
+        target = floor * waves + (1.0 - floor) * y if floor else y
+        return tf.stack([target, waves - y], axis=1)
+
     def separate_channels(self, mono, channels, wiener=False, floor=0.0, embedding=None):
         """Masks from ``mono [B, L]`` applied to every channel of ``channels [B, C, L]`` -> ``[B, 2, C, L]``.
 
         Multichannel input keeps its layout: one set of masks (computed on the
-        downmix) shapes every channel, so stereo in gives stereo out.
+        downmix) shapes every channel, so stereo in gives stereo out (:meth:`target_and_rest`).
         """
         masks = self.masks(self.stft(mono), embedding=embedding)  # [B, T, F, 2]
         b, c, length = tf.shape(channels)[0], tf.shape(channels)[1], tf.shape(channels)[2]
-        spectra = self.stft(tf.reshape(channels, [b * c, length]))  # [B*C, T, F, 2]
-        est = self.separate_spectra(spectra, tf.repeat(masks, c, axis=0), wiener, floor)  # [B*C, 2, T, F, 2]
-        waves = tf.stack([self.istft(est[:, k], length=length) for k in range(2)], axis=1)  # [B*C, 2, L]
+        flat = tf.reshape(channels, [b * c, length])
+        waves = self.target_and_rest(self.stft(flat), flat, tf.repeat(masks, c, axis=0), wiener, floor)
         return tf.transpose(tf.reshape(waves, [b, c, 2, length]), [0, 2, 1, 3])
 
     def speaker_masks(self, spectrum, embeddings, wiener=False, floor=0.0):
@@ -218,11 +236,10 @@ class SeparationModel(keras.Model):
         return tf.transpose(tf.reshape(waves, [b, c, -1, length]), [0, 2, 1, 3])
 
     def call(self, waveform, training=False, wiener=False, floor=0.0, embedding=None):
+        """``waveform [B, L]`` -> ``[B, 2, L]``: target and rest (:meth:`target_and_rest`)."""
         spectrum = self.stft(waveform)
         masks = self.masks(spectrum, training=training, embedding=embedding)
-        est = self.separate_spectra(spectrum, masks, wiener, floor)
-        length = tf.shape(waveform)[1]
-        return tf.stack([self.istft(est[:, k], length=length) for k in range(2)], axis=1)
+        return self.target_and_rest(spectrum, tf.cast(waveform, tf.float32), masks, wiener, floor)
 
     # ---- training
 

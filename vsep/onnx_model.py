@@ -6,7 +6,9 @@ inference chunk, from the trained weights: STFT (frames times the Hann-windowed
 DFT basis, folded by its symmetry to half the multiply-adds: :func:`half_bases`),
 level normalisation, the U-Net (batch norms folded into the convolutions), the
 target floor, optional Wiener-style masks, and the inverse STFT (the synthesis
-basis, folded the same way, and overlap-add). The STFT still belongs to the model: it is exported with it, from
+basis, folded the same way, and overlap-add): one per channel for a one-target model, whose rest is
+the input minus the target's unfloored estimate (:meth:`vsep.model.SeparationModel.target_and_rest`),
+one per source and channel for a conditioned one. The STFT still belongs to the model: it is exported with it, from
 the same sizes, and :mod:`tests.test_onnx` checks the graph against the Keras
 model sample by sample. Chunking and overlap-add stay outside
 (:mod:`vsep.inference`).
@@ -241,6 +243,46 @@ def _unet(g: _Graph, unet, cfg, x: str, film: tuple[str, str] | None = None) -> 
     return g.op("Sigmoid", x)
 
 
+def _synthesis(g: _Graph, est: str, bases: tuple[str, str, str, str], cfg, frames: int, length: int) -> str:
+    """Masked spectra ``[..., T, 2F]`` -> waveforms ``[N, L]``: inverse STFT, overlap-add, padding cut off."""
+    i64 = lambda v: g.const(np.asarray(v, np.int64), "shape")  # noqa: E731
+    step, ratio, nbins = cfg.frame_step, cfg.frame_length // cfg.frame_step, cfg.fft_length // 2 + 1
+    pad = cfg.frame_length - cfg.frame_step
+    out = half_istft(g, g.op("Reshape", est, i64([-1, frames, 2 * nbins])), bases, cfg.fft_length)  # [N, T, frame]
+    out = g.op("Reshape", out, i64([-1, frames, ratio, step]))
+    parts = [g.op("Pad", g.op("Reshape", g.op("Slice", out, i64([j]), i64([j + 1]), i64([2])), i64([-1, frames, step])),
+                  i64([0, j, 0, 0, ratio - 1 - j, 0])) for j in range(ratio)]  # overlap-add: frame t at hop t + j
+    wave = parts[0]
+    for part in parts[1:]:
+        wave = g.op("Add", wave, part)
+    wave = g.op("Reshape", wave, i64([-1, (frames + ratio - 1) * step]))
+    return g.op("Slice", wave, i64([pad]), i64([pad + length]), i64([1]))
+
+
+def _target_and_rest(g: _Graph, masks: str, spec: str, rows: str, settings: tuple[str, str],
+                     bases: tuple[str, str, str, str], cfg, frames: int, length: int) -> str:
+    """:meth:`vsep.model.SeparationModel.target_and_rest`: masks ``[b, 2, T, F]``, spectra ``[b, C, T, 2F]``,
+    ``rows [b, C, L]`` -> ``[b, 2, C, L]`` with one inverse STFT: ``y = istft(g * spec)``, ``g`` the target's
+    mask before the floor (its ratio mask where ``wiener`` is 1), target ``y + a (rows - y)`` with
+    ``a = floor (1 - wiener)``, rest ``rows - y``."""
+    from vsep.model import EPS
+
+    floor, wiener = settings
+    i64 = lambda v: g.const(np.asarray(v, np.int64), "shape")  # noqa: E731
+    one = g.const(np.float32(1.0))
+    m_t = g.op("Slice", masks, i64([0]), i64([1]), i64([1]))  # [b, 1, T, F]
+    m_r = g.op("Slice", masks, i64([1]), i64([2]), i64([1]))
+    lifted = g.op("Add", floor, g.op("Mul", g.op("Sub", one, floor), m_t))
+    p_t = g.op("Mul", lifted, lifted)
+    ratio_t = g.op("Div", p_t, g.op("Add", g.op("Add", p_t, g.op("Mul", m_r, m_r)), g.const(np.float32(EPS))))
+    gain = g.op("Add", g.op("Mul", wiener, ratio_t), g.op("Mul", g.op("Sub", one, wiener), m_t))
+    est = g.op("Mul", spec, g.op("Concat", gain, gain, axis=3))  # [b, C, T, 2F]
+    y = g.op("Reshape", _synthesis(g, est, bases, cfg, frames, length), g.op("Shape", rows))  # [b, C, L]
+    rest = g.op("Sub", rows, y)
+    target = g.op("Add", y, g.op("Mul", g.op("Mul", floor, g.op("Sub", one, wiener)), rest))
+    return g.op("Concat", g.op("Unsqueeze", target, i64([1])), g.op("Unsqueeze", rest, i64([1])), axis=1)
+
+
 def build(model) -> bytes:
     """The serialised ONNX graph of ``model`` (a :class:`vsep.model.SeparationModel`) on one chunk."""
     from onnx import TensorProto, checker, helper
@@ -295,27 +337,18 @@ def build(model) -> bytes:
         target = g.op("Transpose", g.op("Squeeze", g.op("Slice", per_voice, i64([0]), i64([1]), i64([2])), i64([2])),
                       perm=[1, 0, 2, 3])  # [b, K, T, F]
         rest = g.op("ReduceMin", g.op("Slice", per_voice, i64([1]), i64([2]), i64([2])), i64([0]), keepdims=0)
+        one = g.const(np.float32(1.0))
+        target = g.op("Add", floor, g.op("Mul", g.op("Sub", one, floor), target))
+        masks = g.op("Concat", target, rest, axis=1)
+        power = g.op("Mul", masks, masks)
+        ratio_m = g.op("Div", power, g.op("Add", g.op("ReduceSum", power, i64([1]), keepdims=1),
+                                          g.const(np.float32(EPS))))
+        masks = g.op("Add", g.op("Mul", wiener, ratio_m), g.op("Mul", g.op("Sub", one, wiener), masks))
+        masks = g.op("Unsqueeze", g.op("Concat", masks, masks, axis=3), i64([2]))  # re and im: [b, K+1, 1, T, 2F]
+        est = g.op("Mul", g.op("Unsqueeze", spec, i64([1])), masks)  # [b, K+1, C, T, 2F]
+        wave = _synthesis(g, est, bases, cfg, frames, length)  # [(K+1)bC, L]
     else:
-        target = g.op("Slice", masks, i64([0]), i64([1]), i64([1]))
-        rest = g.op("Slice", masks, i64([1]), i64([2]), i64([1]))
-    one = g.const(np.float32(1.0))
-    target = g.op("Add", floor, g.op("Mul", g.op("Sub", one, floor), target))
-    masks = g.op("Concat", target, rest, axis=1)
-    power = g.op("Mul", masks, masks)
-    ratio_m = g.op("Div", power, g.op("Add", g.op("ReduceSum", power, i64([1]), keepdims=1), g.const(np.float32(EPS))))
-    masks = g.op("Add", g.op("Mul", wiener, ratio_m), g.op("Mul", g.op("Sub", one, wiener), masks))  # [b, 2, T, F]
-    masks = g.op("Unsqueeze", g.op("Concat", masks, masks, axis=3), i64([2]))  # real and imaginary: [b, 2, 1, T, 2F]
-    est = g.op("Mul", g.op("Unsqueeze", spec, i64([1])), masks)  # [b, 2, C, T, 2F]
-    est = g.op("Reshape", est, i64([-1, frames, 2 * nbins]))
-    out = half_istft(g, est, bases, cfg.fft_length)  # [2bC, T, frame_length]
-    out = g.op("Reshape", out, i64([-1, frames, ratio, step]))
-    parts = [g.op("Pad", g.op("Reshape", g.op("Slice", out, i64([j]), i64([j + 1]), i64([2])), i64([-1, frames, step])),
-                  i64([0, j, 0, 0, ratio - 1 - j, 0])) for j in range(ratio)]  # overlap-add: frame t at hop t + j
-    wave = parts[0]
-    for part in parts[1:]:
-        wave = g.op("Add", wave, part)
-    wave = g.op("Reshape", wave, i64([-1, (frames + ratio - 1) * step]))
-    wave = g.op("Slice", wave, i64([pad]), i64([pad + length]), i64([1]))  # [2bC, L]
+        wave = _target_and_rest(g, masks, spec, rows, (floor, wiener), bases, cfg, frames, length)
     sources = g.op("Add", voices, i64([1])) if cond else i64([2])
     out_shape = g.op("Concat", g.op("Slice", shape, i64([0]), i64([1])), sources,
                      g.op("Slice", shape, i64([1]), i64([3])), axis=0)
