@@ -32,6 +32,8 @@ def main() -> int:
     p.add_argument("folder")
     p.add_argument("--model")
     p.add_argument("--thresholds", type=float, nargs="+")
+    p.add_argument("--unfloored", action="store_true",
+                   help="measure the target's unfloored estimate (timeline.Tracker's floor), not the floored output")
     args = p.parse_args()
     import soundfile as sf
 
@@ -53,7 +55,7 @@ def main() -> int:
         other = turns(len(ref), rate, rng, avoid=gate) if cond in ("voices", "soundalike") else 1.0
         ref = ref * gate
         mix = ref + rest * other
-        tracker = timeline.Tracker(rate)
+        tracker = timeline.Tracker(rate, SeparateConfig().target_floor if args.unfloored else 0.0)
         tracker.update(served.mono(mix))
         conf = timeline.confidence(*tracker.energies())
         truth = timeline.reference_activity(ref, rate, len(conf))

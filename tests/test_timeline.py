@@ -38,6 +38,23 @@ def test_streamed_energies_equal_whole():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-12)
 
 
+def test_floor_aware_tracker_measures_the_unfloored_target():
+    """Outputs separated with a floor (target = f x + (1 - f) y, rest = x - y): the tracker with that
+    floor sees y, the target's own estimate, and the floored share no longer reaches the quiet parts."""
+    y, other = _sources(4.0, [(1.0, 2.0)])
+    x = y + other
+    f = 0.3
+    floored = np.stack([f * x + (1 - f) * y, x - y])
+    plain, aware = timeline.Tracker(RATE), timeline.Tracker(RATE, floor=f)
+    plain.update(floored)
+    aware.update(floored)
+    truth = timeline.Tracker(RATE)
+    truth.update(np.stack([y, other]))
+    np.testing.assert_allclose(aware.energies()[0], truth.energies()[0], rtol=1e-4, atol=1e-9)
+    quiet = slice(int(2.5 / timeline.FRAME_S), int(3.5 / timeline.FRAME_S))  # the target is silent here
+    assert plain.energies()[0][quiet].min() > 1e-4 > aware.energies()[0][quiet].max()
+
+
 def test_segments_follow_the_target():
     on = [(1.0, 2.5), (4.0, 6.0)]
     tracker = timeline.Tracker(RATE)

@@ -33,9 +33,16 @@ THRESHOLD = 0.2  # target share above which a frame is the target speaking (chos
 @dataclass
 class Tracker:
     """Frame energies of every source, fed with model-rate pieces ``[S, k]`` or ``[S, C, k]``
-    (the voices, then the rest)."""
+    (the voices, then the rest).
+
+    ``floor``: the target floor the pieces were separated with. With one voice the tracker then
+    measures the target's unfloored estimate, ``target - floor * rest`` (exact for the one-target
+    model, whose rest is the input minus that estimate: :meth:`vsep.model.SeparationModel.target_and_rest`),
+    so the share of the input the floor hands the target everywhere does not count as the target speaking.
+    """
 
     rate: int
+    floor: float = 0.0
     frame: int = 0
     powers: list = field(default_factory=list)
     _carry: np.ndarray | None = None
@@ -46,6 +53,8 @@ class Tracker:
     def update(self, piece: np.ndarray) -> None:
         x = np.asarray(piece, np.float32)
         x = x if x.ndim == 2 else x.mean(axis=1)  # channels: their mean
+        if self.floor and x.shape[0] == 2:
+            x = np.stack([x[0] - self.floor * x[1], x[1]])
         if self._carry is not None:
             x = np.concatenate([self._carry, x], axis=-1)
         n = x.shape[-1] // self.frame * self.frame
