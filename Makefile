@@ -5,11 +5,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# the pretrained GE2E speaker encoder's weights travel in Resemblyzer's wheel (not installed: no PyTorch needed;
+# tools/ge2e_weights.py reads them): for recipes/train_c4.sh and its tests
+GE2E_WHEEL := $(VENV)/wheels/Resemblyzer-0.1.4-py3-none-any.whl
 RUNS   ?= runs/demo
 
 .PHONY: setup system test demo bench listen lint clean image image-test
 
-setup: $(STAMP) system
+setup: $(STAMP) $(GE2E_WHEEL) system
 
 $(STAMP): requirements.txt requirements-dev.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +20,9 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 	$(BIN)/pip install -q -r requirements-dev.txt
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+$(GE2E_WHEEL): $(STAMP)
+	$(BIN)/pip download -q resemblyzer==0.1.4 --no-deps -d $(VENV)/wheels
 
 # ffmpeg/ffprobe: museval needs them on PATH, and vsep falls back to ffmpeg
 # for formats libsndfile cannot read. As root, also buildah and debootstrap

@@ -19,6 +19,7 @@ T = TypeVar("T")
 
 CONFIG_VERSION = 1
 INPUT_NORMS = ("mean", "none")
+SPEAKER_ENCODERS = ("learned", "ge2e")
 PRECISIONS = ("float32", "mixed_bfloat16")
 LOSSES = ("l1_mag", "sisdr", "snr", "l1_mag+sisdr", "l1_mag+snr")
 
@@ -149,6 +150,12 @@ class ModelConfig:
     chunk_frames: int = opt(256, "STFT frames of one inference chunk (overlap-add between chunks)")
     embed_dim: int = opt(0, "size of the speaker embedding the masks are conditioned on (0: a model of one target "
                          "speaker; > 0: any speaker, given an enrollment clip; see vsep.speaker)")
+    speaker_encoder: str = opt(
+        "learned",
+        "a conditioned model's speaker encoder: 'learned' with the separator (vsep.speaker), or 'ge2e', the "
+        "pretrained GE2E encoder, frozen (vsep.ge2e; embed_dim 256; weights from vsep train --speaker-weights)",
+        choices=SPEAKER_ENCODERS,
+    )
     input_norm: str = opt(
         "mean",
         "U-Net input level: 'mean' divides each patch's magnitudes by their mean (level-invariant), "
@@ -189,6 +196,10 @@ class ModelConfig:
             raise ValueError(f"patch_frames must be at least 2**depth = {2**self.depth}")
         if self.embed_dim < 0:
             raise ValueError("embed_dim must be 0 (one target) or positive")
+        if self.speaker_encoder not in SPEAKER_ENCODERS:
+            raise ValueError(f"speaker_encoder must be one of {', '.join(SPEAKER_ENCODERS)}")
+        if self.speaker_encoder == "ge2e" and (self.embed_dim != 256 or self.sample_rate != 16000):
+            raise ValueError("speaker_encoder 'ge2e' needs embed_dim 256 and sample_rate 16000")
         if self.input_norm not in INPUT_NORMS:
             raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)}")
         if self.patch_samples() < self.frame_step or self.patch_samples(self.chunk_frames) < self.frame_step:
@@ -233,6 +244,8 @@ class TrainConfig:
                              "mask deletes (only deficits count): deleting target speech costs more than "
                              "leaking interference, so an unsure model keeps the voice (0: off)")
     speakers: int = opt(0, "classes of that classifier: the training voices of the bank (set by vsep train)")
+    speaker_weights: str = opt("", "an .npz of the pretrained speaker encoder's weights (tools/ge2e_weights.py), "
+                               "loaded into a 'ge2e' encoder when a run starts (then saved with the model)")
     target_share: float = opt(0.2, "share of a conditioned model's training examples whose target is the bank's "
                               "named target (its default voice)")
     seed: int = opt(0, "seed of shuffling, crops and augmentation")

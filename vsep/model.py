@@ -119,7 +119,14 @@ class SeparationModel(keras.Model):
         self.stft = STFT.from_config_dataclass(cfg, name="stft")  # float32 always
         self.istft = InverseSTFT.from_config_dataclass(cfg, name="istft")
         self.unet = build_unet(cfg, precision)
-        self.encoder = build_encoder(cfg, precision) if cfg.embed_dim else None
+        self.encoder = None
+        if cfg.embed_dim:
+            if cfg.speaker_encoder == "ge2e":
+                from vsep.ge2e import GE2E
+
+                self.encoder = GE2E(name="ge2e")
+            else:
+                self.encoder = build_encoder(cfg, precision)
         self.classifier = None  # speaker identification on the embeddings, for training (TrainConfig.speaker_loss)
         if self.encoder is not None and self.train_cfg.speaker_loss > 0 and self.train_cfg.speakers > 0:
             self.classifier = CosineClassifier(self.train_cfg.speakers, name="speaker_classifier")
@@ -138,6 +145,8 @@ class SeparationModel(keras.Model):
         """Enrollment waveforms ``[B, Le]`` -> speaker embeddings ``[B, embed_dim]`` (conditioned models)."""
         if self.encoder is None:
             raise ValueError("this model is not conditioned on a speaker (embed_dim 0)")
+        if self.cfg.speaker_encoder == "ge2e":  # its own mel front end, frozen
+            return self.encoder(enrollment)
         return self.encoder(self._log_mag(self.stft(enrollment)), training=training)
 
     def masks(self, spectrum, training=False, embedding=None):

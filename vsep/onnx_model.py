@@ -379,8 +379,8 @@ def write(model, model_dir: str | Path, weights: str | Path | None = None) -> Pa
 
     digest = weights_digest(weights or Path(model_dir) / WEIGHTS)
     graphs = [(ONNX, build(model))]
-    if model.cfg.embed_dim:
-        graphs.append((onnx_speaker.SPEAKER_ONNX, onnx_speaker.build(model)))
+    if model.cfg.embed_dim and model.cfg.speaker_encoder == "learned":  # a GE2E encoder has no graph yet:
+        graphs.append((onnx_speaker.SPEAKER_ONNX, onnx_speaker.build(model)))  # TensorFlow embeds the clips
     for name, blob in reversed(graphs):  # model.onnx last: it is what marks the set as current
         proto = onnx.load_from_string(blob)
         onnx.helper.set_model_props(proto, {WEIGHTS_KEY: digest})

@@ -200,7 +200,8 @@ class TimeLimit:
 def init_weights(model, mcfg: ModelConfig, model_dir: str) -> None:
     """Start from the weights of ``model_dir`` (fine-tuning); its architecture and STFT must be ``mcfg``'s."""
     other, _, _ = model_io.read_config(model_dir)
-    if other != mcfg and not (other.embed_dim == 0 and dataclasses.replace(other, embed_dim=mcfg.embed_dim) == mcfg):
+    same = dataclasses.replace(other, embed_dim=mcfg.embed_dim, speaker_encoder=mcfg.speaker_encoder) == mcfg
+    if other != mcfg and not (other.embed_dim == 0 and same):
         raise ValueError(f"--init-from {model_dir}: its model config differs from this run's")
     source = model_io.load(model_dir)
     # layer by layer: a one-target model starts a speaker-conditioned one (its U-Net layers; FiLM, the
@@ -208,9 +209,22 @@ def init_weights(model, mcfg: ModelConfig, model_dir: str) -> None:
     for layer in source.unet.layers:
         if layer.weights:
             model.unet.get_layer(layer.name).set_weights(layer.get_weights())
-    if source.encoder is not None:
+    if source.encoder is not None and source.cfg.speaker_encoder == mcfg.speaker_encoder:
         model.encoder.set_weights(source.encoder.get_weights())
     print(f"train: starting from the weights of {model_dir}")
+
+
+def _ge2e_weights(model, tcfg, init_from: str | None) -> None:
+    """A new run of a GE2E-conditioned model takes the encoder's pretrained weights from ``--speaker-weights``
+    (or from an ``--init-from`` model that has them); a frozen encoder with random weights is refused."""
+    if tcfg.speaker_weights:
+        from vsep.ge2e import load_npz
+
+        load_npz(model.encoder, tcfg.speaker_weights)
+        print(f"train: GE2E speaker encoder from {tcfg.speaker_weights}")
+    elif not (init_from and model_io.read_config(init_from)[0].speaker_encoder == "ge2e"):
+        raise ValueError("speaker_encoder 'ge2e' needs its pretrained weights: --speaker-weights FILE.npz "
+                         "(tools/ge2e_weights.py)")
 
 
 def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
@@ -270,6 +284,8 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     initial_epoch = state.restore()
     if args.init_from and not initial_epoch:  # a resumed run keeps its own weights
         init_weights(model, mcfg, args.init_from)
+    if mcfg.speaker_encoder == "ge2e" and not initial_epoch:
+        _ge2e_weights(model, tcfg, args.init_from)
     if state.state.get("stopped") or initial_epoch >= tcfg.epochs:
         print(f"train: already finished at epoch {initial_epoch} (best val_loss {state.state['best_val_loss']})")
         return state.state
