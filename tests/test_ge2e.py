@@ -15,6 +15,7 @@ from realdata import DATA, needs_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import ge2e_weights  # noqa: E402
+import speaker_eer  # noqa: E402
 
 tf = pytest.importorskip("tensorflow")
 
@@ -99,3 +100,16 @@ def test_ge2e_needs_256_dims_and_its_weights():
         ModelConfig(embed_dim=128, speaker_encoder="ge2e").validate()
     with pytest.raises(ValueError, match="--speaker-weights"):
         train._ge2e_weights(None, TrainConfig(), None)
+
+
+def test_eer_of_separable_and_random_embeddings():
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((5, 16))
+    who = np.repeat(np.arange(5), 4)
+    tight = centres[who] + 0.05 * rng.standard_normal((20, 16))
+    tight /= np.linalg.norm(tight, axis=1, keepdims=True)
+    rate, same, diff = speaker_eer.eer(tight, who)
+    assert rate == 0.0 and same > diff
+    noise = rng.standard_normal((20, 16))
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    assert speaker_eer.eer(noise, who)[0] > 0.2
