@@ -315,6 +315,26 @@ def test_bfloat16_unet_shares_weights_and_stays_close_to_float32():
     assert 0 < rel < 0.05, rel  # bfloat16 has 8 bits of mantissa: close, not equal
 
 
+@pytest.mark.parametrize("frames", [37, 64])
+def test_time_rnn_block_starts_as_the_unet_without_it_and_then_learns(frames):
+    """--time-rnn: the residual GRU's projection starts at zero, so a U-Net that gains it from another's
+    weights computes the same masks (any frame count); once the projection moves, the masks do."""
+    from vsep.model import build_unet
+
+    plain, rnn = build_unet(TINY), build_unet(dataclasses.replace(TINY, time_rnn=4))
+    for layer in plain.layers:
+        if layer.weights:
+            rnn.get_layer(layer.name).set_weights(layer.get_weights())
+    x = np.log1p(np.abs(np.random.default_rng(frames).normal(size=(2, frames, TINY.bins, 1)) * 3)).astype("float32")
+    a, b = plain(x, training=False).numpy(), rnn(x, training=False).numpy()
+    assert b.shape == (2, frames, TINY.bins, 2) and rnn.count_params() > plain.count_params()
+    np.testing.assert_array_equal(a, b)
+    block = rnn.get_layer("bottleneck_rnn")
+    kernel, bias = block.proj.get_weights()
+    block.proj.set_weights([np.random.default_rng(1).normal(size=kernel.shape).astype("float32"), bias])
+    assert np.abs(rnn(x, training=False).numpy() - a).max() > 1e-3
+
+
 def test_deleted_share_counts_only_what_the_estimate_lacks():
     from vsep.model import deleted_share
 

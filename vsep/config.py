@@ -156,6 +156,8 @@ class ModelConfig:
         "pretrained GE2E encoder, frozen (vsep.ge2e; embed_dim 256; weights from vsep train --speaker-weights)",
         choices=SPEAKER_ENCODERS,
     )
+    time_rnn: int = opt(0, "units of a bidirectional GRU along time at the U-Net's bottleneck, on every "
+                        "frequency row, added as a residual (0: none; the graph is then served by TensorFlow)")
     input_norm: str = opt(
         "mean",
         "U-Net input level: 'mean' divides each patch's magnitudes by their mean (level-invariant), "

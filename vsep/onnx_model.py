@@ -296,6 +296,8 @@ def build(model) -> bytes:
     frames = num_frames(cfg, length)
     if frames % 2**cfg.depth:
         raise ValueError(f"chunk of {frames} frames is not a multiple of 2**depth; the ONNX graph needs no padding")
+    if cfg.time_rnn:
+        raise ValueError("the ONNX graph has no time RNN yet (time_rnn > 0); TensorFlow serves the model")
     if cfg.frame_length % cfg.frame_step or cfg.fft_length != cfg.frame_length:
         raise ValueError("the ONNX graph needs frame_length = fft_length, a multiple of frame_step")
     bins, nbins = cfg.bins, cfg.fft_length // 2 + 1

@@ -35,6 +35,33 @@ class CropLike(keras.layers.Layer):
         return x[:, : ops.shape(reference)[1]]
 
 
+class TimeRNN(keras.layers.Layer):
+    """Residual bidirectional GRU along time, one sequence per frequency row:
+    ``[batch, frames, bins, ch]`` -> the same shape. Its output projection starts at zero, so a
+    U-Net that gains the block computes exactly what it did before (fine-tuning starts there)."""
+
+    def __init__(self, units: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape) -> None:
+        ch = input_shape[-1]
+        self.rnn = keras.layers.Bidirectional(keras.layers.GRU(self.units, return_sequences=True),
+                                              dtype=self.dtype_policy, name="gru")
+        self.rnn.build((None, None, ch))
+        self.proj = keras.layers.Dense(ch, kernel_initializer="zeros", dtype=self.dtype_policy, name="proj")
+        self.proj.build((None, None, 2 * self.units))
+
+    def call(self, x):
+        b, t, f, c = ops.shape(x)[0], ops.shape(x)[1], ops.shape(x)[2], ops.shape(x)[3]
+        rows = ops.reshape(ops.transpose(x, [0, 2, 1, 3]), (b * f, t, c))  # [batch * bins, frames, ch]
+        y = ops.reshape(self.proj(self.rnn(rows)), (b, f, t, c))
+        return x + ops.transpose(y, [0, 2, 1, 3])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "units": self.units}
+
+
 def build_unet(cfg: ModelConfig, precision: str = "float32") -> keras.Model:
     """Mask network: log-magnitude ``[batch, frames, bins, 1]`` -> masks ``[batch, frames, bins, 2]``.
 
@@ -61,6 +88,8 @@ def build_unet(cfg: ModelConfig, precision: str = "float32") -> keras.Model:
         if emb is not None:  # speaker conditioning (vsep.speaker): identity at initialisation
             x = FiLM(name=f"enc{i}_film", **kw)([x, emb])
         skips.append(x)
+    if cfg.time_rnn:
+        x = TimeRNN(cfg.time_rnn, name="bottleneck_rnn", **kw)(x)
     for j, i in enumerate(reversed(range(cfg.depth))):
         last = i == 0
         filters = 2 if last else cfg.filters * 2 ** (i - 1)
