@@ -53,7 +53,7 @@ class TimeRNN(keras.layers.Layer):
         self.proj.build((None, None, 2 * self.units))
 
     def call(self, x):
-        b, t, f, c = ops.shape(x)[0], ops.shape(x)[1], ops.shape(x)[2], ops.shape(x)[3]
+        b, t, f, c = ops.shape(x)
         rows = ops.reshape(ops.transpose(x, [0, 2, 1, 3]), (b * f, t, c))  # [batch * bins, frames, ch]
         y = ops.reshape(self.proj(self.rnn(rows)), (b, f, t, c))
         return x + ops.transpose(y, [0, 2, 1, 3])
