@@ -5,7 +5,7 @@
 # with its whole time again (--max-minutes counts per run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -d runs/lake/speakers ] || .venv/bin/vsep collect --speakers ../shared/data/speakers --noise ../shared/data/noise \
+[ -f runs/lake/index.jsonl ] || .venv/bin/vsep collect --speakers ../shared/data/speakers --noise ../shared/data/noise \
   --rir ../shared/data/rir --lake runs/lake
 [ -f runs/bank/bank.json ] || .venv/bin/vsep bank --lake runs/lake --config recipes/bank_enroll.json --output runs/bank
 stage() {  # stage NAME MINUTES

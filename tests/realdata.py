@@ -19,6 +19,9 @@ HAVE_DATA = (DATA / "speakers").is_dir()
 needs_data = pytest.mark.skipif(
     not HAVE_DATA, reason=f"real audio not found at {DATA} (set VSEP_DATA or put shared/data beside the project)"
 )
+# the pretrained GE2E speaker encoder's weights travel in Resemblyzer's wheel (make setup downloads it)
+WHEEL = ROOT / ".venv" / "wheels" / "Resemblyzer-0.1.4-py3-none-any.whl"
+needs_wheel = pytest.mark.skipif(not WHEEL.exists(), reason=f"{WHEEL} is absent (make setup downloads it)")
 
 TARGET = "trump"
 

@@ -13,7 +13,7 @@ import soundfile as sf
 from vsep import bank, enroll, lake, mixing
 from vsep.config import ModelConfig, PrepareConfig, TrainConfig
 
-from realdata import ROOT, TARGET, needs_data, small_lake
+from realdata import ROOT, TARGET, WHEEL, needs_data, needs_wheel, small_lake
 
 pytestmark = needs_data
 tf = pytest.importorskip("tensorflow")
@@ -80,6 +80,35 @@ def test_sampler_mixes_sum_and_enrolls_the_same_speaker(bank_dir):
     with pytest.raises(ValueError, match="no noise"):
         Sampler(bank.Bank(b.windows, b.speaker, np.zeros_like(b.is_noise), b.speakers, 16000), 8000, TARGET,
                 TrainConfig())
+
+
+def test_pairs_are_one_mixture_both_ways_and_enrollments_average_other_windows(bank_dir):
+    """``pair_share``: a batch starts with pairs of one mixture, each voice enrolled and kept in turn; with
+    precomputed embeddings an enrollment is the unit mean of 1-8 *other* windows of the voice."""
+    from vsep.enroll_data import ENROLL_WINDOWS, Sampler
+
+    b = bank.load(str(bank_dir), "train")
+    onehot = np.eye(len(b.windows), dtype=np.float32)  # an embedding per window: which were averaged shows
+    s = Sampler(b, 8000, TARGET, TrainConfig(pair_share=0.5), embeddings=onehot)
+    rng = np.random.default_rng(1)
+    counts = set()
+    for _ in range(40):
+        spk = s.targets[int(rng.integers(len(s.targets)))]
+        w_t = int(rng.choice(s.windows_of[spk]))
+        e = s.enrollment(rng, spk, w_t)
+        used = np.flatnonzero(e)
+        assert abs(np.linalg.norm(e) - 1.0) < 1e-5 and w_t not in used
+        assert set(used) <= set(s.windows_of[spk].tolist())
+        counts.add(len(used))
+    assert min(counts) == 1 and 1 < max(counts) <= ENROLL_WINDOWS
+    mixture, enrollment, sources, speaker = next(s.batches(8, seed=3))
+    assert enrollment.shape == (8, len(b.windows))
+    np.testing.assert_allclose(mixture, sources[:, 0] + sources[:, 1], atol=1e-5)
+    for i in (0, 2):  # pairs: same mixture, voices swapped; what is left over (a noise or nothing) is shared
+        np.testing.assert_array_equal(mixture[i], mixture[i + 1])
+        assert speaker[i] != speaker[i + 1]
+        np.testing.assert_allclose(sources[i, 1] - sources[i + 1, 0], sources[i + 1, 1] - sources[i, 0], atol=1e-5)
+    assert not np.array_equal(mixture[4], mixture[5])  # then single examples
 
 
 def _conditioned(cfg=TINY):
@@ -160,6 +189,39 @@ def test_train_on_a_bank_stores_the_default_voice_and_resumes(trained, bank_dir)
     assert [h["epoch"] for h in history] == [1, 2]
     assert train.main(["--data", str(bank_dir), "--model-dir", str(trained), "--epochs", "3", "--quiet"]) == 0
     assert len((trained / "history.jsonl").read_text().splitlines()) == 3
+
+
+@needs_wheel
+def test_ge2e_model_trains_on_embeddings_computed_once(bank_dir, tmp_path, capsys):
+    """``--precomputed-embeddings``: the bank's windows are embedded once by the model's own frozen GE2E
+    encoder (cached in the bank, the same as the saved model embeds them), then training runs on them."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import ge2e_weights
+
+    from vsep import model_io, train
+
+    npz = tmp_path / "ge2e.npz"
+    assert ge2e_weights.main([str(WHEEL), str(npz)]) == 0
+    out = tmp_path / "model"
+    common = ["--data", str(bank_dir), "--target", TARGET, "--depth", "3", "--filters", "4", "--patch-frames", "16",
+              "--frame-length", "256", "--frame-step", "64", "--fft-length", "256", "--batch-size", "4",
+              "--epochs", "1", "--steps-per-epoch", "2", "--validation-steps", "1", "--pair-share", "0.5",
+              "--precomputed-embeddings", "--quiet"]
+    assert train.main([*common, "--model-dir", str(out), "--embed-dim", "256", "--speaker-encoder", "ge2e",
+                       "--speaker-weights", str(npz)]) == 0
+    cached = {p.name.split(".")[0]: np.load(p) for p in bank_dir.glob("*.ge2e-*.npy")}
+    assert sorted(cached) == ["train", "val"]
+    b = bank.load(str(bank_dir), "train")
+    assert cached["train"].shape == (len(b.windows), 256)
+    model = model_io.load(str(out))
+    again = np.asarray(model.embed(np.asarray(b.windows[:3], np.float32)))
+    np.testing.assert_allclose(cached["train"][:3], again, atol=1e-4)
+    assert json.loads((out / "history.jsonl").read_text().splitlines()[0])["epoch"] == 1
+    capsys.readouterr()
+    assert train.main([*common, "--model-dir", str(tmp_path / "learned"), "--embed-dim", "8"]) == 2
+    assert "precomputed_embeddings needs a frozen pretrained encoder" in capsys.readouterr().err
 
 
 def _clip(tmp_path: Path, name: str, seconds: float, silent: bool = False) -> Path:

@@ -11,7 +11,7 @@ import pytest
 from vsep import model_io
 from vsep.config import ModelConfig, TrainConfig
 
-from realdata import DATA, needs_data
+from realdata import DATA, WHEEL, needs_data, needs_wheel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import ge2e_weights  # noqa: E402
@@ -19,9 +19,6 @@ import speaker_eer  # noqa: E402
 
 tf = pytest.importorskip("tensorflow")
 
-ROOT = Path(__file__).resolve().parent.parent
-WHEEL = ROOT / ".venv" / "wheels" / "Resemblyzer-0.1.4-py3-none-any.whl"
-needs_wheel = pytest.mark.skipif(not WHEEL.exists(), reason=f"{WHEEL} is absent (make setup downloads it)")
 TINY = ModelConfig(depth=3, filters=4, frame_length=256, frame_step=64, fft_length=256, patch_frames=32,
                    chunk_frames=64, embed_dim=256, speaker_encoder="ge2e")
 READERS = ("libri-1069", "libri-1040", "libri-1098")  # three LibriSpeech readers, one clip of 14-16 s each
@@ -82,6 +79,7 @@ def test_ge2e_model_keeps_its_encoder_weights(tmp_path):
 
     model = SeparationModel(TINY).build_for()
     assert not model.encoder.trainable_weights  # frozen: training never moves it
+    assert not [v.path for v in model.trainable_variables if v.path.startswith("ge2e/")]
     rng = np.random.default_rng(0)
     model.encoder.set_weights([rng.normal(0, 0.1, w.shape).astype(np.float32) for w in model.encoder.get_weights()])
     clip = rng.standard_normal((2, 16000 * 3)).astype(np.float32) * 0.1

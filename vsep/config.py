@@ -250,6 +250,13 @@ class TrainConfig:
                                "loaded into a 'ge2e' encoder when a run starts (then saved with the model)")
     target_share: float = opt(0.2, "share of a conditioned model's training examples whose target is the bank's "
                               "named target (its default voice)")
+    pair_share: float = opt(0.0, "share of a conditioned model's training examples given in pairs: one mixture "
+                            "of two voices twice, once with each voice's enrollment and that voice as the target, "
+                            "so the enrollment is the only cue that tells the two answers apart")
+    precomputed_embeddings: bool = opt(False, "a conditioned model with the frozen pretrained encoder (speaker_"
+                                       "encoder 'ge2e') trains on embeddings of the bank's windows computed once "
+                                       "(cached in the bank): an enrollment is the mean of 1-8 windows' "
+                                       "embeddings (4-32 s), without the enrollment's channel augmentation")
     seed: int = opt(0, "seed of shuffling, crops and augmentation")
 
 

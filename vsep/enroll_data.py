@@ -20,13 +20,24 @@ In ``TURNS_SHARE`` of the two-voice examples the voices take turns (1-3 s
 stretches, a little overlap), as in a debate or an interview, so the model
 also learns to follow who is speaking within a window.
 
+With ``TrainConfig.pair_share``, that share of every batch comes in *pairs*:
+one mixture of two voices (a noise under them in a third of them), once with
+each voice's enrollment and that voice as the target, so nothing but the
+enrollment tells the two answers apart (:meth:`Sampler.pair`).
+
+With ``TrainConfig.precomputed_embeddings`` (a frozen pretrained encoder),
+the enrollment is not a waveform but the unit mean of the cached embeddings
+(:func:`bank_embeddings`) of 1 to ``ENROLL_WINDOWS`` other windows of the
+voice: 4-32 s of enrollment, and no encoder to run in the training step.
+
 Target, interference and enrollment then pass through their own random
 recording channels (:func:`vsep.dataset.channel_eq`) and the whole example
 through a random gain, as in :func:`vsep.dataset.remix`.
 
 Elements: ``((mixture [B, n], enrollment [B, ne]), sources [B, 2, n])`` (training with
 ``speaker_loss`` adds the target's bank speaker index ``[B]`` to the inputs) with
-``n = ModelConfig.patch_samples()`` and ``ne`` the bank's window.
+``n = ModelConfig.patch_samples()`` and ``ne`` the bank's window, or ``ne = embed_dim``
+with precomputed embeddings.
 """
 
 from __future__ import annotations
@@ -42,6 +53,8 @@ KIND_WEIGHTS = (0.35, 0.2, 0.1, 0.1, 0.1, 0.15)
 TURNS_SHARE = 0.35
 SNR_DB = (0.0, 10.0)
 IMPOSTOR_SHIFT = (8.0, 20.0)  # percent
+ENROLL_WINDOWS = 8  # most bank windows averaged into one precomputed enrollment
+PAIR_NOISE = 1 / 3  # share of pairs with a noise under the two voices
 
 
 def turns(n: int, rate: int, rng: np.random.Generator, avoid: np.ndarray | None = None) -> np.ndarray:
@@ -63,8 +76,9 @@ def turns(n: int, rate: int, rng: np.random.Generator, avoid: np.ndarray | None 
 class Sampler:
     """Draws training examples from one split of a bank (see the module docstring)."""
 
-    def __init__(self, bank: bank_mod.Bank, length: int, target: str, tcfg: TrainConfig, split: str = "this") -> None:
-        self.bank, self.length, self.tcfg = bank, length, tcfg
+    def __init__(self, bank: bank_mod.Bank, length: int, target: str, tcfg: TrainConfig, split: str = "this",
+                 embeddings: np.ndarray | None = None) -> None:
+        self.bank, self.length, self.tcfg, self.embeddings = bank, length, tcfg, embeddings
         self.windows_of = [bank.of_speaker(i) for i in range(len(bank.speakers))]
         speech = [i for i, name in enumerate(bank.speakers) if not name.startswith("noise:")]
         self.targets = [i for i in speech if len(self.windows_of[i]) >= 2]
@@ -88,15 +102,50 @@ class Sampler:
             return x
         return x * np.float32(np.sqrt(e_r / (e_x * 10.0 ** (ratio_db / 10.0))))
 
-    def example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        """``(mixture [n], enrollment [ne], sources [2, n], speaker index)`` before channels and gain."""
-        n = self.length
+    def enrollment(self, rng: np.random.Generator, s: int, w_t: int) -> np.ndarray:
+        """Speaker ``s``'s enrollment, never from window ``w_t``: one other window ``[ne]``, or with
+        precomputed embeddings the unit mean ``[D]`` of 1 to ``ENROLL_WINDOWS`` other windows' embeddings."""
+        own = self.windows_of[s][self.windows_of[s] != w_t]
+        if self.embeddings is None:
+            return np.asarray(self.bank.windows[int(rng.choice(own))], np.float32)
+        k = int(rng.integers(1, min(ENROLL_WINDOWS, len(own)) + 1))
+        mean = self.embeddings[rng.choice(own, k, replace=False)].mean(axis=0)
+        return (mean / (np.linalg.norm(mean) + 1e-8)).astype(np.float32)
+
+    def _speaker(self, rng: np.random.Generator) -> int:
         use_named = (self.named is not None and len(self.windows_of[self.named]) >= 2
                      and rng.random() < self.tcfg.target_share)
-        s = self.named if use_named else self.targets[int(rng.integers(len(self.targets)))]
-        w_t, w_e = rng.choice(self.windows_of[s], 2, replace=False)
-        target = self._crop(rng, int(w_t), n)
-        enroll = np.asarray(self.bank.windows[int(w_e)], np.float32)
+        return self.named if use_named else self.targets[int(rng.integers(len(self.targets)))]
+
+    def pair(self, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
+        """Two examples of one mixture of voices ``a`` and ``b`` (as :meth:`example` returns them): ``a``
+        enrolled and kept, then ``b`` enrolled and kept; the other voice and any noise are the rest."""
+        n, rate = self.length, self.bank.sample_rate
+        a = self._speaker(rng)
+        b = self.targets[int(rng.integers(len(self.targets)))]
+        while b == a:
+            b = self.targets[int(rng.integers(len(self.targets)))]
+        w_a, w_b = int(rng.choice(self.windows_of[a])), int(rng.choice(self.windows_of[b]))
+        x_a, x_b = self._crop(rng, w_a, n), self._crop(rng, w_b, n)
+        if rng.random() < TURNS_SHARE:
+            gate = turns(n, rate, rng)
+            x_a, x_b = x_a * gate, x_b * turns(n, rate, rng, avoid=gate)
+        x_b = self._scaled(x_b, x_a, float(rng.uniform(*self.tcfg.tir_db)))
+        noise = np.zeros(n, np.float32)
+        if rng.random() < PAIR_NOISE:
+            noise = self._scaled(self._crop(rng, int(rng.choice(self.noise)), n), x_a + x_b,
+                                 float(rng.uniform(*SNR_DB)))
+        mix = x_a + x_b + noise
+        return [(mix, self.enrollment(rng, a, w_a), np.stack([x_a, x_b + noise]), a),
+                (mix, self.enrollment(rng, b, w_b), np.stack([x_b, x_a + noise]), b)]
+
+    def example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """``(mixture [n], enrollment [ne] or [D], sources [2, n], speaker index)`` before channels and gain."""
+        n = self.length
+        s = self._speaker(rng)
+        w_t = int(rng.choice(self.windows_of[s]))
+        target = self._crop(rng, w_t, n)
+        enroll = self.enrollment(rng, s, w_t)
         kind = KINDS[int(rng.choice(len(KINDS), p=KIND_WEIGHTS))]
         others = [i for i in self.speech if i != s]
         o = others[int(rng.integers(len(others)))]
@@ -126,8 +175,10 @@ class Sampler:
     def batches(self, batch: int, seed: int | None):
         """Endless batches ``(mixture [B, n], enrollment [B, ne], sources [B, 2, n], speaker [B])``."""
         rng = np.random.default_rng(seed)
+        pairs = int(round(batch * self.tcfg.pair_share / 2))
         while True:
-            parts = [self.example(rng) for _ in range(batch)]
+            parts = [e for _ in range(pairs) for e in self.pair(rng)]
+            parts += [self.example(rng) for _ in range(batch - len(parts))]
             yield tuple(np.stack([p[k] for p in parts]) for k in range(4))
 
 
@@ -141,7 +192,8 @@ def augment(mixture, enroll, sources, speaker, tcfg: TrainConfig):
     if tcfg.eq_prob > 0:
         target = channel_eq(target, tcfg.eq_prob, tcfg.eq_db, tcfg.lowpass_prob)
         rest = channel_eq(rest, tcfg.eq_prob, tcfg.eq_db, tcfg.lowpass_prob)
-        enroll = channel_eq(enroll, tcfg.eq_prob, tcfg.eq_db, tcfg.lowpass_prob)
+        if not tcfg.precomputed_embeddings:
+            enroll = channel_eq(enroll, tcfg.eq_prob, tcfg.eq_db, tcfg.lowpass_prob)
     batch = tf.shape(target)[0]
     gain = _db(tf.random.uniform([batch, 1], tcfg.gain_db[0], tcfg.gain_db[1]))
     target, rest = target * gain, rest * gain
@@ -151,11 +203,30 @@ def augment(mixture, enroll, sources, speaker, tcfg: TrainConfig):
     return x, tf.stack([target * fix, rest * fix], axis=1)
 
 
-def make_datasets(root: str, cfg: ModelConfig, tcfg: TrainConfig):
+def bank_embeddings(root: str, split: str, model, batch: int = 32) -> np.ndarray:
+    """Embeddings ``[N, embed_dim]`` of every window of the bank's ``split`` by ``model.embed`` (a frozen
+    encoder), computed once and cached in the bank as ``<split>.<encoder>-<hash of its weights>.npy``."""
+    import hashlib
+    import os
+
+    digest = hashlib.sha1(b"".join(np.asarray(w).tobytes() for w in model.encoder.get_weights())).hexdigest()[:10]
+    path = os.path.join(root, f"{split}.{model.cfg.speaker_encoder}-{digest}.npy")
+    if os.path.exists(path):
+        return np.load(path)
+    windows = bank_mod.load(root, split).windows
+    emb = np.concatenate([np.asarray(model.embed(np.asarray(windows[i : i + batch], np.float32)), np.float32)
+                          for i in range(0, len(windows), batch)])
+    np.save(path + ".tmp.npy", emb)
+    os.replace(path + ".tmp.npy", path)
+    return emb
+
+
+def make_datasets(root: str, cfg: ModelConfig, tcfg: TrainConfig, model=None):
     """``(train, val, val_steps)``: endless augmented training batches; a fixed, cached set of val batches.
 
     Validation draws from the bank's val split (speakers, sources and noises
     training never saw) with a fixed seed and no channel augmentation.
+    ``tcfg.precomputed_embeddings`` needs ``model`` (its frozen encoder embeds the bank once).
     """
     import tensorflow as tf
 
@@ -165,11 +236,19 @@ def make_datasets(root: str, cfg: ModelConfig, tcfg: TrainConfig):
     n, ne = cfg.patch_samples(), train_bank.windows.shape[1]
     if n > ne:
         raise ValueError(f"{root}: bank windows ({ne} samples) are shorter than a training patch ({n})")
+    if not 0.0 <= tcfg.pair_share <= 1.0:
+        raise ValueError(f"pair_share must lie in [0, 1], got {tcfg.pair_share}")
+    emb = {"train": None, "val": None}
+    if tcfg.precomputed_embeddings:
+        if cfg.speaker_encoder != "ge2e" or model is None:
+            raise ValueError("precomputed_embeddings needs a frozen pretrained encoder (--speaker-encoder ge2e)")
+        emb = {s: bank_embeddings(root, s, model) for s in emb}
+        ne = cfg.embed_dim
     spec = ((tf.TensorSpec([tcfg.batch_size, n], tf.float32), tf.TensorSpec([tcfg.batch_size, ne], tf.float32),
              tf.TensorSpec([tcfg.batch_size, 2, n], tf.float32), tf.TensorSpec([tcfg.batch_size], tf.int32)))
 
     def dataset(bank, seed, split):
-        sampler = Sampler(bank, n, cfg.target, tcfg, split)
+        sampler = Sampler(bank, n, cfg.target, tcfg, split, emb[split])
         return tf.data.Dataset.from_generator(lambda: sampler.batches(tcfg.batch_size, seed), output_signature=spec)
 
     train = dataset(train_bank, tcfg.seed, "train").map(lambda m, e, s, k: augment(m, e, s, k, tcfg),

@@ -41,9 +41,12 @@ class GE2E(keras.layers.Layer):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(dtype="float32", trainable=False, **kwargs)
-        self.lstms = [keras.layers.LSTM(UNITS, return_sequences=i < 2, dtype="float32", name=f"ge2e_lstm{i}")
-                      for i in range(3)]
-        self.linear = keras.layers.Dense(EMBED_DIM, activation="relu", dtype="float32", name="ge2e_linear")
+        # each sub-layer frozen too: a model's trainable_variables gathers them layer by layer, so a frozen
+        # parent alone left them to the optimizer (C4 fine-tuned them by mistake)
+        self.lstms = [keras.layers.LSTM(UNITS, return_sequences=i < 2, dtype="float32", name=f"ge2e_lstm{i}",
+                                        trainable=False) for i in range(3)]
+        self.linear = keras.layers.Dense(EMBED_DIM, activation="relu", dtype="float32", name="ge2e_linear",
+                                         trainable=False)
         self.mel = mel_matrix()
 
     def build(self, shape) -> None:

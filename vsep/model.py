@@ -254,8 +254,11 @@ class SeparationModel(keras.Model):
 
     def _inputs(self, x, training):
         """``x``: mixture ``[B, n]``, or ``(mixture, enrollment [B, Le])`` for a conditioned model
-        (``(mixture, enrollment, speaker [B])`` when training with the speaker loss)."""
+        (``(mixture, enrollment, speaker [B])`` when training with the speaker loss); the enrollment is
+        already an embedding ``[B, embed_dim]`` with ``TrainConfig.precomputed_embeddings``."""
         if isinstance(x, (tuple, list)):
+            if self.train_cfg.precomputed_embeddings:
+                return x[0], tf.cast(x[1], tf.float32)
             return x[0], self.embed(x[1], training=training)
         return x, None
 

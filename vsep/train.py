@@ -243,6 +243,8 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         from vsep import bank
 
         bank.load(data, "train")  # one clear line if it is not a bank
+        if tcfg.precomputed_embeddings and mcfg.speaker_encoder != "ge2e":
+            raise ValueError("precomputed_embeddings needs a frozen pretrained encoder (--speaker-encoder ge2e)")
         target = json.loads(storage.read_text(storage.join(data, "bank.json")))["target"]
         manifest = {"skipped": None}
     else:
@@ -297,7 +299,7 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     if mcfg.embed_dim:  # any speaker as target, mixed on the fly from a speaker bank
         from vsep.enroll_data import make_datasets
 
-        train_ds, val_ds, val_steps = make_datasets(data, mcfg, tcfg)
+        train_ds, val_ds, val_steps = make_datasets(data, mcfg, tcfg, model)
     else:
         train_ds = distribute.shard_inputs(make_dataset(train_files, mcfg, tcfg, training=True, skipped=skips),
                                            len(train_files))
