@@ -116,6 +116,8 @@ def main() -> int:
     p.add_argument("--target-floor", type=float, default=None)
     p.add_argument("--out", help="write the rows and summary here (JSON)")
     p.add_argument("--agreement", action="store_true", help="measure the several-voices check instead")
+    p.add_argument("--timeline-thresholds", type=float, nargs="*", default=[],
+                   help="also report timeline precision / recall at these thresholds (to choose one on val)")
     args = p.parse_args()
 
     import tensorflow as tf  # noqa: F401 - the conditioned model runs in TensorFlow
@@ -163,13 +165,15 @@ def main() -> int:
             conf = timeline.confidence(*tracker.energies())
             truth = timeline.reference_activity(target * gate, rate, len(conf))
             frames = timeline.frame_scores(timeline.active(conf, timeline.THRESHOLD), truth)
+            sweep = {f"timeline_pr@{th:g}": [timeline.frame_scores(timeline.active(conf, th), truth)[k]
+                                            for k in ("precision", "recall")] for th in args.timeline_thresholds}
             alone = np.asarray(fn(target))[0]  # the enrolled voice alone: kept whole?
             leak = np.asarray(fn(other))[0]  # another voice alone: given back as the enrolled one?
             extra = {"alone_loss_db": float(10 * np.log10(np.sum(target**2) / (np.sum(alone**2) + 1e-12))),
                      "absent_leak_db": float(10 * np.log10(np.sum(leak**2) / (np.sum(other**2) + 1e-12) + 1e-12))}
             rows.append({**extra, **{k: m[k] for k in ("target", "other", "tir_db")}, "enroll_s": round(len(clip) / rate, 1),
                          "asked_s": seconds, **{k: v for k, v in row["methods"]["model"]["target"].items()},
-                         "timeline_precision": frames["precision"], "timeline_recall": frames["recall"]})
+                         "timeline_precision": frames["precision"], "timeline_recall": frames["recall"], **sweep})
     summary = defaultdict(dict)
     for seconds in args.enroll_seconds:
         sel = [r for r in rows if r["asked_s"] == seconds]
@@ -189,6 +193,12 @@ def main() -> int:
         print(f"| {seconds:g} s (median {s['enroll_s_median']}) | {s['examples']} ({s['refused']}) | {s['SDRi']} | {s['SI-SDRi']} | "
               f"{s['PESQ']} | {s['STOI']} | {s['timeline_precision']} | {s['timeline_recall']} | "
               f"{s['alone_loss_db']} | {s['absent_leak_db']} |")
+    for th in args.timeline_thresholds:
+        for seconds in args.enroll_seconds:
+            pr = np.array([r[f"timeline_pr@{th:g}"] for r in rows if r["asked_s"] == seconds], float)
+            if len(pr):
+                print(f"timeline threshold {th:g}, {seconds:g} s: precision / recall (medians) "
+                      f"{np.nanmedian(pr[:, 0]):.3f} / {np.nanmedian(pr[:, 1]):.3f}")
     if args.out:
         Path(args.out).write_text(json.dumps({"args": vars(args), "summary": summary, "rows": rows}, indent=1))
     return 0

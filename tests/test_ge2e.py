@@ -111,3 +111,25 @@ def test_eer_of_separable_and_random_embeddings():
     noise = rng.standard_normal((20, 16))
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
     assert speaker_eer.eer(noise, who)[0] > 0.2
+
+
+@needs_data
+@needs_wheel
+def test_several_voices_check_uses_the_ge2e_threshold(tmp_path):
+    """A GE2E model refuses a clip of two readers (its parts agree below AGREEMENT['ge2e']) and takes one
+    reader's clip; the learned encoder's threshold (0.3) would have let both through."""
+    from vsep import enroll
+    from vsep.ge2e import load_npz
+    from vsep.model import SeparationModel
+
+    npz = tmp_path / "ge2e.npz"
+    assert ge2e_weights.main([str(WHEEL), str(npz)]) == 0
+    model = SeparationModel(TINY).build_for()
+    load_npz(model.encoder, str(npz))
+    one = np.concatenate(_windows(READERS[0]))
+    two = np.concatenate([*_windows(READERS[1], 2), *_windows(READERS[2], 2)])
+    assert enroll.embed_clip(model, "a", enroll.checked("a", one, 16000)).shape == (256,)
+    least = enroll.part_agreement(model, enroll.checked("ab", two, 16000))[0]
+    assert enroll.AGREEMENT["learned"] < least < enroll.AGREEMENT["ge2e"]
+    with pytest.raises(enroll.EnrollError, match="more than one voice"):
+        enroll.embed_clip(model, "ab", enroll.checked("ab", two, 16000))
