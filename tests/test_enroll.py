@@ -191,37 +191,77 @@ def test_train_on_a_bank_stores_the_default_voice_and_resumes(trained, bank_dir)
     assert len((trained / "history.jsonl").read_text().splitlines()) == 3
 
 
-@needs_wheel
-def test_ge2e_model_trains_on_embeddings_computed_once(bank_dir, tmp_path, capsys):
-    """``--precomputed-embeddings``: the bank's windows are embedded once by the model's own frozen GE2E
-    encoder (cached in the bank, the same as the saved model embeds them), then training runs on them."""
+GE2E_ARGS = ["--target", TARGET, "--depth", "3", "--filters", "4", "--patch-frames", "16", "--frame-length", "256",
+             "--frame-step", "64", "--fft-length", "256", "--batch-size", "4", "--epochs", "1", "--steps-per-epoch",
+             "2", "--validation-steps", "1", "--pair-share", "0.5", "--precomputed-embeddings", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def ge2e_trained(bank_dir, tmp_path_factory) -> Path:
+    """A tiny GE2E-conditioned model trained for two steps on precomputed embeddings, by ``vsep train``."""
     import sys
 
     sys.path.insert(0, str(ROOT / "tools"))
     import ge2e_weights
 
+    from vsep import train
+
+    tmp = tmp_path_factory.mktemp("ge2e")
+    if not WHEEL.exists():
+        pytest.skip(f"{WHEEL} is absent (make setup downloads it)")
+    assert ge2e_weights.main([str(WHEEL), str(tmp / "ge2e.npz")]) == 0
+    assert train.main(["--data", str(bank_dir), *GE2E_ARGS, "--model-dir", str(tmp / "model"), "--embed-dim", "256",
+                       "--speaker-encoder", "ge2e", "--speaker-weights", str(tmp / "ge2e.npz")]) == 0
+    return tmp / "model"
+
+
+@needs_wheel
+def test_ge2e_model_trains_on_embeddings_computed_once(ge2e_trained, bank_dir, tmp_path, capsys):
+    """``--precomputed-embeddings``: the bank's windows are embedded once by the model's own frozen GE2E
+    encoder (cached in the bank, the same as the saved model embeds them), then training runs on them."""
     from vsep import model_io, train
 
-    npz = tmp_path / "ge2e.npz"
-    assert ge2e_weights.main([str(WHEEL), str(npz)]) == 0
-    out = tmp_path / "model"
-    common = ["--data", str(bank_dir), "--target", TARGET, "--depth", "3", "--filters", "4", "--patch-frames", "16",
-              "--frame-length", "256", "--frame-step", "64", "--fft-length", "256", "--batch-size", "4",
-              "--epochs", "1", "--steps-per-epoch", "2", "--validation-steps", "1", "--pair-share", "0.5",
-              "--precomputed-embeddings", "--quiet"]
-    assert train.main([*common, "--model-dir", str(out), "--embed-dim", "256", "--speaker-encoder", "ge2e",
-                       "--speaker-weights", str(npz)]) == 0
     cached = {p.name.split(".")[0]: np.load(p) for p in bank_dir.glob("*.ge2e-*.npy")}
     assert sorted(cached) == ["train", "val"]
     b = bank.load(str(bank_dir), "train")
     assert cached["train"].shape == (len(b.windows), 256)
-    model = model_io.load(str(out))
+    model = model_io.load(str(ge2e_trained))
     again = np.asarray(model.embed(np.asarray(b.windows[:3], np.float32)))
     np.testing.assert_allclose(cached["train"][:3], again, atol=1e-4)
-    assert json.loads((out / "history.jsonl").read_text().splitlines()[0])["epoch"] == 1
+    assert json.loads((ge2e_trained / "history.jsonl").read_text().splitlines()[0])["epoch"] == 1
     capsys.readouterr()
-    assert train.main([*common, "--model-dir", str(tmp_path / "learned"), "--embed-dim", "8"]) == 2
+    assert train.main(["--data", str(bank_dir), *GE2E_ARGS, "--model-dir", str(tmp_path / "learned"),
+                       "--embed-dim", "8"]) == 2
     assert "precomputed_embeddings needs a frozen pretrained encoder" in capsys.readouterr().err
+
+
+@needs_wheel
+def test_ge2e_enrollment_without_tensorflow_matches_it(ge2e_trained, tmp_path):
+    """Next to model.onnx, training writes ge2e.npz: NumPy embeds clips as the model's GE2E layer does (any
+    length, shorter than a partial too), and enrolled separation then never imports TensorFlow."""
+    import subprocess
+    import sys
+
+    from vsep import ge2e_np, model_io, onnx_model
+
+    assert (ge2e_trained / ge2e_np.FILE).is_file()
+    digest = onnx_model.weights_digest(ge2e_trained / model_io.WEIGHTS)
+    numpy_enc = ge2e_np.load(str(ge2e_trained), None, digest)
+    assert ge2e_np.load(str(ge2e_trained), None, "stale") is None
+    model = model_io.load(str(ge2e_trained))
+    x = sf.read(_clip(tmp_path, "a", 10.0), dtype="float32")[0]
+    for n in (16000, 52000, 160000):  # 1 s (zero-padded to one partial), 3.25 s, 10 s
+        np.testing.assert_allclose(numpy_enc.embed(x[None, :n]), np.asarray(model.embed(x[None, :n])), atol=2e-4)
+    mix = tmp_path / "mix.wav"
+    sf.write(mix, x[:32000] + np.random.default_rng(0).normal(0, 0.05, 32000).astype(np.float32), 16000)
+    code = ("import sys; from vsep import separate; rc = separate.main(sys.argv[1:]); "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'; "
+            "sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, str(mix), "--model", str(ge2e_trained), "--enroll",
+                           f"a={tmp_path / 'a.wav'}", "--runtime", "onnx", "-o", str(tmp_path / "o"), "--no-progress"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "o" / "mix" / "a.wav").exists()
 
 
 def _clip(tmp_path: Path, name: str, seconds: float, silent: bool = False) -> Path:

@@ -372,8 +372,8 @@ def build(model) -> bytes:
 
 
 def write(model, model_dir: str | Path, weights: str | Path | None = None) -> Path:
-    """Write ``model_dir/model.onnx`` for ``model`` (and ``speaker.onnx``, its speaker encoder, for a
-    conditioned model), stamped with the digest of ``weights`` (default: ``model_dir/model.weights.h5``)."""
+    """Write ``model_dir/model.onnx`` for ``model`` (and for a conditioned model its speaker encoder:
+    ``speaker.onnx``, or ``ge2e.npz`` for GE2E), stamped with the digest of ``weights`` (default: ``model_dir/model.weights.h5``)."""
     import onnx
 
     from vsep import onnx_speaker
@@ -381,8 +381,12 @@ def write(model, model_dir: str | Path, weights: str | Path | None = None) -> Pa
 
     digest = weights_digest(weights or Path(model_dir) / WEIGHTS)
     graphs = [(ONNX, build(model))]
-    if model.cfg.embed_dim and model.cfg.speaker_encoder == "learned":  # a GE2E encoder has no graph yet:
-        graphs.append((onnx_speaker.SPEAKER_ONNX, onnx_speaker.build(model)))  # TensorFlow embeds the clips
+    if model.cfg.embed_dim and model.cfg.speaker_encoder == "learned":
+        graphs.append((onnx_speaker.SPEAKER_ONNX, onnx_speaker.build(model)))
+    elif model.cfg.embed_dim:  # GE2E: NumPy embeds the clips (vsep.ge2e_np), from these weights
+        from vsep import ge2e_np
+
+        ge2e_np.write(model, model_dir, digest)
     for name, blob in reversed(graphs):  # model.onnx last: it is what marks the set as current
         proto = onnx.load_from_string(blob)
         onnx.helper.set_model_props(proto, {WEIGHTS_KEY: digest})

@@ -118,19 +118,19 @@ def load(model_dir: str | None, scfg: SeparateConfig | None = None, voices: list
 def _load_conditioned(model_dir: str, scfg: SeparateConfig, voices: list) -> Served:
     """A speaker-conditioned model serving ``voices``; their embeddings are computed once (one pass over
     each clip). onnxruntime where both graphs are current (``runtime`` auto or onnx), else TensorFlow."""
-    from vsep import enroll, inference, model_io, onnx_speaker
+    from vsep import enroll, inference, model_io
 
     cfg, _, _ = model_io.read_config(model_dir)
     stored = model_io.read_embeddings(model_dir)
     session = encoder = None
     label = "tf"
     if scfg.runtime != "tf":
-        (session, label), encoder = chunk_session(model_dir), onnx_session(model_dir, onnx_speaker.SPEAKER_ONNX)
+        (session, label), encoder = chunk_session(model_dir), _onnx_encoder(model_dir, cfg)
     if scfg.runtime == "onnx" and (session is None or encoder is None):
-        raise ValueError(f"{model_dir}: no model.onnx and speaker.onnx made from its weights (vsep export --onnx), "
-                         "or onnxruntime is not installed")
+        raise ValueError(f"{model_dir}: no model.onnx and speaker encoder made from its weights (vsep export "
+                         "--onnx), or onnxruntime is not installed")
     if session is not None and encoder is not None:
-        embeddings = enroll.resolve(onnx_speaker.OnnxEmbedder(cfg, encoder), stored, voices)
+        embeddings = enroll.resolve(encoder, stored, voices)
         emb = np.stack(list(embeddings.values())).astype(np.float32)
         several = len(emb) > 1  # debate mode: ratio masks of the voices' claims, no floor
         floor = np.array(0.0 if several else scfg.target_floor, np.float32)
@@ -149,6 +149,18 @@ def _load_conditioned(model_dir: str, scfg: SeparateConfig, voices: list) -> Ser
     kw = tf_options(scfg)
     return Served(model.cfg, "tf", inference.build_separate_fn(model, **kw, embeddings=emb),
                   inference.build_separate_fn(model, **kw, channels=True, embeddings=emb), (*embeddings, "rest"))
+
+
+def _onnx_encoder(model_dir: str, cfg: ModelConfig):
+    """What embeds enrollment clips without TensorFlow, made from the directory's current weights: the
+    ``speaker.onnx`` graph (learned encoder) or the NumPy GE2E (:mod:`vsep.ge2e_np`); else None."""
+    from vsep import ge2e_np, model_io, onnx_model, onnx_speaker
+
+    if cfg.speaker_encoder == "ge2e":
+        weights = Path(model_dir) / model_io.WEIGHTS
+        return ge2e_np.load(model_dir, cfg, onnx_model.weights_digest(weights)) if weights.is_file() else None
+    session = onnx_session(model_dir, onnx_speaker.SPEAKER_ONNX)
+    return None if session is None else onnx_speaker.OnnxEmbedder(cfg, session)
 
 
 def tf_options(scfg: SeparateConfig) -> dict:
