@@ -250,8 +250,11 @@ def test_ge2e_enrollment_without_tensorflow_matches_it(ge2e_trained, tmp_path):
     assert ge2e_np.load(str(ge2e_trained), None, "stale") is None
     model = model_io.load(str(ge2e_trained))
     x = sf.read(_clip(tmp_path, "a", 10.0), dtype="float32")[0]
+    loop = ge2e_np.NumpyGE2E(None, numpy_enc.w, onnx=False)
     for n in (16000, 52000, 160000):  # 1 s (zero-padded to one partial), 3.25 s, 10 s
-        np.testing.assert_allclose(numpy_enc.embed(x[None, :n]), np.asarray(model.embed(x[None, :n])), atol=2e-4)
+        keras_e = np.asarray(model.embed(x[None, :n]))
+        np.testing.assert_allclose(numpy_enc.embed(x[None, :n]), keras_e, atol=2e-4)  # ONNX LSTM ops
+        np.testing.assert_allclose(loop.embed(x[None, :n]), keras_e, atol=2e-4)  # the NumPy loop
     mix = tmp_path / "mix.wav"
     sf.write(mix, x[:32000] + np.random.default_rng(0).normal(0, 0.05, 32000).astype(np.float32), 16000)
     code = ("import sys; from vsep import separate; rc = separate.main(sys.argv[1:]); "

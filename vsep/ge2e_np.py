@@ -3,7 +3,7 @@
 ``vsep separate --enroll`` on a model served by onnxruntime (``model.onnx``) embeds the clips here: the same
 front end as :class:`vsep.ge2e.GE2E` (level raised to -30 dBFS, 25 ms periodic-Hann frames every 10 ms,
 zero-padded by half a window at both ends, 40 mel bands of power, partials of 160 frames every 77), the same
-3-layer LSTM, linear layer, ReLU and unit means. :func:`write` puts the encoder's weights and the mel filters
+3-layer LSTM (ONNX ``LSTM`` ops in onnxruntime; a NumPy loop without it), linear layer, ReLU and unit means. :func:`write` puts the encoder's weights and the mel filters
 into ``ge2e.npz`` next to ``model.onnx``, stamped with the digest of the weights file they were taken from, so
 a stale file is never used (as :func:`vsep.onnx_model.stamp` does for the graphs).
 
@@ -41,12 +41,63 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
+def _onnx_gates(m: np.ndarray, units: int) -> np.ndarray:
+    """Keras gate blocks (i, f, c, o) along the last axis -> ONNX's (i, o, f, c)."""
+    i, f, c, o = (m[..., k * units : (k + 1) * units] for k in range(4))
+    return np.concatenate([i, o, f, c], axis=-1)
+
+
+def lstm_graph(weights: dict[str, np.ndarray]) -> bytes:
+    """ONNX graph ``partials [P, 160, 40]`` -> ``partial_embeddings [P, 256]`` (before the unit length): the
+    three LSTM layers (ONNX ``LSTM``, 4-5x faster than the NumPy loop) and the linear layer with its ReLU."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+             numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+             numpy_helper.from_array(weights["linear_kernel"], "linear_kernel"),
+             numpy_helper.from_array(weights["linear_bias"], "linear_bias")]
+    nodes, x = [helper.make_node("Transpose", ["partials"], ["time_major"], perm=[1, 0, 2])], "time_major"
+    for i in range(3):
+        k, r, b = (weights[f"lstm{i}_{n}"] for n in ("kernel", "recurrent", "bias"))
+        units = r.shape[0]
+        inits += [numpy_helper.from_array(_onnx_gates(k, units).T[None].astype(np.float32), f"w{i}"),
+                  numpy_helper.from_array(_onnx_gates(r, units).T[None].astype(np.float32), f"r{i}"),
+                  numpy_helper.from_array(np.concatenate([_onnx_gates(b, units), np.zeros(4 * units)])[None]
+                                          .astype(np.float32), f"b{i}")]
+        nodes += [helper.make_node("LSTM", [x, f"w{i}", f"r{i}", f"b{i}"], [f"y{i}", f"h{i}"], hidden_size=units),
+                  helper.make_node("Squeeze", [f"y{i}", "axis1"], [f"seq{i}"])]  # [T, P, u]
+        x = f"seq{i}"
+    nodes += [helper.make_node("Squeeze", ["h2", "axis0"], ["last"]),
+              helper.make_node("MatMul", ["last", "linear_kernel"], ["linear"]),
+              helper.make_node("Add", ["linear", "linear_bias"], ["biased"]),
+              helper.make_node("Relu", ["biased"], ["partial_embeddings"])]
+    graph = helper.make_graph(nodes, "ge2e", [helper.make_tensor_value_info("partials", TensorProto.FLOAT,
+                                                                           ["p", PARTIAL, None])],
+                              [helper.make_tensor_value_info("partial_embeddings", TensorProto.FLOAT, ["p", None])],
+                              initializer=inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="vsep")
+    proto.ir_version = 8
+    return proto.SerializeToString()
+
+
+def _session(weights: dict[str, np.ndarray]):
+    """An onnxruntime session of :func:`lstm_graph` (one thread), or None without onnxruntime."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.log_severity_level = 1, 3
+    return ort.InferenceSession(lstm_graph(weights), opts, providers=["CPUExecutionProvider"])
+
+
 class NumpyGE2E:
     """``embed(clips [n, samples]) -> [n, 256]`` (what :mod:`vsep.enroll` needs of a model: ``cfg`` and
     ``embed``)."""
 
-    def __init__(self, cfg, weights: dict[str, np.ndarray]) -> None:
+    def __init__(self, cfg, weights: dict[str, np.ndarray], onnx: bool = True) -> None:
         self.cfg, self.w = cfg, weights
+        self.session = _session(weights) if onnx else None
         self.window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)  # periodic
 
     def partials(self, clip: np.ndarray) -> np.ndarray:
@@ -83,9 +134,12 @@ class NumpyGE2E:
         out = []
         for clip in np.asarray(clips, np.float32):
             h = self.partials(clip)
-            for layer in range(3):
-                h = self._lstm(h, layer, sequences=layer < 2)
-            e = np.maximum(h @ self.w["linear_kernel"] + self.w["linear_bias"], 0.0)
+            if self.session is not None:
+                e = self.session.run(["partial_embeddings"], {"partials": h})[0]
+            else:
+                for layer in range(3):
+                    h = self._lstm(h, layer, sequences=layer < 2)
+                e = np.maximum(h @ self.w["linear_kernel"] + self.w["linear_bias"], 0.0)
             e = e / (np.linalg.norm(e, axis=-1, keepdims=True) + 1e-9)
             mean = e.mean(axis=0)
             out.append(mean / (np.linalg.norm(mean) + 1e-9))
