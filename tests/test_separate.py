@@ -572,3 +572,28 @@ def test_prefetch_keeps_order_raises_in_order_and_stops_with_its_consumer():
             break
     assert not any(t.name == "vsep-reader" and t.is_alive() for t in threading.enumerate())
     assert len(produced) <= 3 + 1 + 2 + 1  # the consumer's items, the queue's depth, one in hand
+
+
+def test_a_model_carries_its_own_separation_defaults(model_dir, tmp_path, capsys):
+    """``vsep export --save-defaults``: the options given become the model's defaults (separate.json), used by
+    vsep separate and vsep.Separator unless an option says otherwise; a broken file is one line, exit 2."""
+    from vsep import Separator, inference
+
+    own = tmp_path / "model"
+    shutil.copytree(model_dir, own)
+    assert export.main(["--model", str(own), "--save-defaults", "--target-floor", "0", "--shifts", "1"]) == 0
+    capsys.readouterr()
+    stored = model_io.separate_defaults(str(own))
+    assert (stored.target_floor, stored.shifts) == (0.0, 1)
+    assert model_io.separate_defaults(str(model_dir)) == config.SeparateConfig()
+    x = _noise(2 * RATE)
+    got = Separator(str(own), precision="float32").separate(x, RATE)["rest"]
+    by_hand = inference.build_separate_fn(model_io.load(str(own)), shifts=1, target_floor=0.0)(tf.constant(x))
+    np.testing.assert_allclose(got, by_hand.numpy()[1], atol=1e-5)
+    overridden = Separator(str(own), precision="float32", target_floor=0.3, shifts=2).separate(x, RATE)["rest"]
+    floor = inference.build_separate_fn(model_io.load(str(own)), shifts=2, target_floor=0.3)(tf.constant(x))
+    np.testing.assert_allclose(overridden, floor.numpy()[1], atol=1e-5)
+    (own / model_io.SEPARATE).write_text('{"config": "ModelConfig"}')
+    sf.write(tmp_path / "x.wav", x, RATE)
+    rc, _, err = _run_separate(capsys, tmp_path / "out", [tmp_path / "x.wav"], model=own)
+    assert rc == 2 and len(err) == 1 and "not a SeparateConfig" in err[0]

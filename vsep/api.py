@@ -11,31 +11,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
-
-from vsep.config import SeparateConfig
-
-_DEFAULTS = SeparateConfig()
 
 
 class Separator:
     """Separate the model's target speaker from everything else in a waveform."""
 
     def __init__(
-        self, model_dir: str | None = None, wiener: bool = _DEFAULTS.wiener, shifts: int = _DEFAULTS.shifts,
-        precision: str = _DEFAULTS.precision, target_floor: float = _DEFAULTS.target_floor,
-        runtime: str = _DEFAULTS.runtime, enroll: dict | None = None,
+        self, model_dir: str | None = None, wiener: bool | None = None, shifts: int | None = None,
+        precision: str | None = None, target_floor: float | None = None, runtime: str | None = None,
+        enroll: dict | None = None,
     ) -> None:
         """``wiener``, ``shifts``, ``precision``, ``target_floor``, ``runtime`` as in ``vsep separate``
-        (:class:`vsep.config.SeparateConfig`). ``enroll``: ``{name: clip}`` for a speaker-conditioned
-        model, ``clip`` a path, ``(waveform, sample_rate)`` or ``None`` (a voice stored with the model)."""
+        (:class:`vsep.config.SeparateConfig`); ``None`` takes the model's own default (its ``separate.json``,
+        else the global one). ``enroll``: ``{name: clip}`` for a speaker-conditioned model, ``clip`` a
+        path, ``(waveform, sample_rate)`` or ``None`` (a voice stored with the model)."""
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from vsep import model_io
         from vsep import runtime as runtimes
 
-        scfg = SeparateConfig(wiener=wiener, shifts=shifts, precision=precision, target_floor=target_floor,
-                              runtime=runtime)
+        given = {"wiener": wiener, "shifts": shifts, "precision": precision, "target_floor": target_floor,
+                 "runtime": runtime}
+        scfg = dataclasses.replace(model_io.separate_defaults(model_dir),
+                                   **{k: v for k, v in given.items() if v is not None})
         served = runtimes.load(model_dir, scfg, _voices(enroll, model_dir))
         self.cfg, self.runtime, self._model_dir, self._model = served.cfg, served.runtime, model_dir, None
         self.names = served.names

@@ -338,7 +338,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from vsep import enroll, model_io, runtime, storage
 
-    scfg = config.from_namespace(config.SeparateConfig, args)
+    scfg = config.from_namespace(config.SeparateConfig, args, model_io.separate_defaults(args.model))
     scfg.validate()
     storage.preflight(args.output_dir, args.model, args.data, args.folder, args.nmf_data)
     if not args.folder:  # damaged shards: one line before the model is built

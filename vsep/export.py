@@ -3,6 +3,7 @@
     vsep export [--model DIR] [--shifts N] [--wiener] --output EXPORT_DIR
     vsep export [--model DIR] --onnx      # DIR/model.onnx, for onnxruntime
     vsep export [--model DIR] --onnx --int8 --calibration RECORDINGS   # and DIR/model.int8.onnx
+    vsep export --model DIR --save-defaults --target-floor 0             # DIR/separate.json: its own defaults
 
 Signature ``serving_default``: ``waveform`` float32 ``[samples]``, mono at the
 model's sample rate -> ``target`` and ``rest`` float32 ``[samples]``. It runs
@@ -127,16 +128,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(calibrated on --calibration; preferred by vsep separate where current)")
     p.add_argument("--calibration", nargs="+", metavar="PATH",
                    help="recordings (files or folders) like the ones to separate, for --int8's activation ranges")
+    p.add_argument("--save-defaults", action="store_true",
+                   help="store the separation options given (over the model's current defaults) as the model's "
+                        "own defaults, MODEL/separate.json: vsep separate, evaluate, export and vsep.Separator "
+                        "then use them unless told otherwise (choose them on validation data)")
     add_arguments(p, SeparateConfig)
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from vsep.model_io import ModelDirError
     from vsep.storage import StorageError, preflight
 
-    if not args.output and not args.onnx:
-        p.error("give --output (a SavedModel), --onnx (MODEL/model.onnx), or both")
+    if not args.output and not args.onnx and not args.save_defaults:
+        p.error("give --output (a SavedModel), --onnx (MODEL/model.onnx), --save-defaults, or several")
     try:
-        scfg = from_namespace(SeparateConfig, args)
+        from vsep import model_io
+
+        scfg = from_namespace(SeparateConfig, args, model_io.separate_defaults(args.model))
         preflight(args.output, args.model)
         if args.int8 and not (args.onnx and args.calibration):
             raise ValueError("--int8 needs --onnx and --calibration recordings")
@@ -146,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from vsep import model_io, onnx_int8
 
             print(onnx_int8.write(str(args.model or model_io.BUNDLED), args.calibration))
+        if args.save_defaults:
+            scfg.validate()
+            print(model_io.write_separate_defaults(str(args.model or model_io.BUNDLED), scfg))
         if args.output:
             print(export(args.model, args.output, scfg))  # validates scfg
     except (ValueError, ModelDirError, StorageError) as e:

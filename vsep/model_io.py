@@ -6,6 +6,8 @@ Layout::
     model.weights.h5     weights of the best epoch (lowest validation loss)
     checkpoints/         training state for resuming (weights, optimizer, epoch)
     history.jsonl        one line per epoch: step, losses, validation SI-SDR(i)
+    separate.json        optional: the SeparateConfig this model was validated with (its inference defaults,
+                         ``vsep export --save-defaults``); options given to a command override them
     train_log.csv        Keras CSV log; tensorboard/ the TensorBoard logs
 """
 
@@ -24,6 +26,7 @@ FORMAT_VERSION = 1
 CONFIG = "config.json"
 WEIGHTS = "model.weights.h5"
 EMBEDDINGS = "embeddings.json"  # named voices stored with a speaker-conditioned model (e.g. its default target)
+SEPARATE = "separate.json"  # the model's own inference defaults (a SeparateConfig), where they differ
 BUNDLED = Path(__file__).resolve().parent / "models" / "default"
 
 
@@ -153,3 +156,28 @@ def write_embeddings(model_dir: str, embeddings: dict) -> None:
 
     with open(os.path.join(model_dir, EMBEDDINGS), "w") as f:
         json.dump({k: [round(float(x), 6) for x in np.asarray(v).ravel()] for k, v in embeddings.items()}, f)
+
+
+def separate_defaults(model_dir: str | None):
+    """The :class:`vsep.config.SeparateConfig` stored with a model (``separate.json``), else the global
+    defaults; a model directory that cannot be read is left to the command's own checks."""
+    from vsep.config import SeparateConfig
+
+    path = storage.join(str(model_dir or BUNDLED), SEPARATE)
+    try:
+        if not storage.exists(path):
+            return SeparateConfig()
+        text = storage.read_text(path)
+    except (OSError, storage.StorageError):
+        return SeparateConfig()
+    try:
+        return config.loads(SeparateConfig, text)
+    except (ValueError, TypeError) as e:
+        raise ModelDirError(f"{path}: not a SeparateConfig ({str(e).splitlines()[0]})") from None
+
+
+def write_separate_defaults(model_dir: str, scfg) -> str:
+    """Store ``scfg`` as the model's inference defaults (``separate.json``); returns the path."""
+    path = storage.join(model_dir, SEPARATE)
+    storage.write_text(path, config.dumps(scfg))
+    return path
