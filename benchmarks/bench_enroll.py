@@ -118,6 +118,8 @@ def main() -> int:
     p.add_argument("--agreement", action="store_true", help="measure the several-voices check instead")
     p.add_argument("--timeline-thresholds", type=float, nargs="*", default=[],
                    help="also report timeline precision / recall at these thresholds (to choose one on val)")
+    p.add_argument("--dump-frames", metavar="NPZ",
+                   help="save every turn mixture's frame powers (target, rest, clean gated target) to tune the timeline")
     args = p.parse_args()
 
     import tensorflow as tf  # noqa: F401 - the conditioned model runs in TensorFlow
@@ -141,7 +143,7 @@ def main() -> int:
     mixes = [m for m in mixes if m["target"] in targets]
     fn = inference.build_separate_fn(model, wiener=scfg.wiener, shifts=scfg.shifts, precision=scfg.precision,
                                      target_floor=scfg.target_floor, embeddings=np.zeros((1, model.cfg.embed_dim)))
-    rows, refused = [], defaultdict(int)
+    rows, refused, dumped = [], defaultdict(int), {}
     for m in mixes:
         target, other = audio_of(bank, m["target_windows"]), audio_of(bank, m["other_windows"])
         other *= np.sqrt(np.sum(target**2) / (np.sum(other**2) * 10 ** (m["tir_db"] / 10) + 1e-12))
@@ -163,6 +165,12 @@ def main() -> int:
             tracker = timeline.Tracker(rate)
             tracker.update(np.asarray(fn(turn_mix)))
             conf = timeline.confidence(*tracker.energies())
+            if args.dump_frames:
+                clean = timeline.Tracker(rate)
+                clean.update(np.stack([target * gate, np.zeros_like(target)]))
+                key = f"{len(dumped) // 3:04d}_{seconds:g}"
+                dumped.update({f"{key}_target": tracker.energies()[0], f"{key}_rest": tracker.energies()[1],
+                               f"{key}_clean": clean.energies()[0]})
             truth = timeline.reference_activity(target * gate, rate, len(conf))
             frames = timeline.frame_scores(timeline.active(conf, timeline.THRESHOLD), truth)
             sweep = {f"timeline_pr@{th:g}": [timeline.frame_scores(timeline.active(conf, th), truth)[k]
@@ -199,6 +207,8 @@ def main() -> int:
             if len(pr):
                 print(f"timeline threshold {th:g}, {seconds:g} s: precision / recall (medians) "
                       f"{np.nanmedian(pr[:, 0]):.3f} / {np.nanmedian(pr[:, 1]):.3f}")
+    if args.dump_frames:
+        np.savez_compressed(args.dump_frames, **dumped)
     if args.out:
         Path(args.out).write_text(json.dumps({"args": vars(args), "summary": summary, "rows": rows}, indent=1))
     return 0

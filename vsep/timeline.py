@@ -27,6 +27,7 @@ SMOOTH_S = 0.2  # moving average of the share
 MIN_GAP_S = 0.3  # shorter pauses inside speech are closed
 MIN_SEGMENT_S = 0.3  # shorter detections are dropped (the 0.2 s smoothing widens a blip)
 QUIET_DB = 50.0  # frames this far below the loudest are silence, whatever the share
+REFERENCE_SMOOTH_S = 0.2  # the ground truth's moving average (fixed, whatever the detector's)
 THRESHOLD = 0.2  # target share above which a frame is the target speaking (chosen on the cross-source validation set)
 
 
@@ -140,12 +141,16 @@ def write(folder, speaker: str, tracker: Tracker, threshold: float, duration_s: 
 
 
 def reference_activity(reference: np.ndarray, rate: int, frames: int) -> np.ndarray:
-    """Ground truth from a clean reference ``[samples]``: frames within 40 dB of its loudest
-    (smoothed like :func:`confidence`), gaps and blips handled as in :func:`active`."""
+    """Ground truth from a clean reference ``[samples]``: :func:`reference_from_power` of its frame powers."""
     t = Tracker(rate)
     t.update(np.stack([reference, np.zeros_like(reference)]))
-    power, _ = t.energies()
-    width = max(1, int(round(SMOOTH_S / FRAME_S)))
+    return reference_from_power(t.energies()[0], frames)
+
+
+def reference_from_power(power: np.ndarray, frames: int) -> np.ndarray:
+    """Ground truth from a clean reference's frame powers ``[frames']``: frames within 40 dB of its loudest
+    (a ``REFERENCE_SMOOTH_S`` moving average), gaps and blips handled as in :func:`active`; ``[frames]`` bool."""
+    width = max(1, int(round(REFERENCE_SMOOTH_S / FRAME_S)))
     smooth = np.convolve(power, np.ones(width) / width, mode="same")
     on = smooth > (smooth.max() if len(smooth) else 0) * 1e-4
     on = np.concatenate([on, np.zeros(max(0, frames - len(on)), bool)])[:frames]
