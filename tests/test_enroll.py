@@ -313,11 +313,12 @@ def test_a_bad_enrollment_is_one_line_before_any_work(trained, tmp_path, capsys,
 
 
 def test_a_one_target_model_refuses_enrollment(tmp_path, capsys):
-    from vsep import separate
+    from vsep import model_io, separate
 
     mix = tmp_path / "mix.wav"
     sf.write(mix, np.zeros(16000, np.float32), 16000)
-    rc = separate.main([str(mix), "--enroll", f"x={_clip(tmp_path, 'a', 10.0)}", "-o", str(tmp_path / "o")])
+    rc = separate.main([str(mix), "--model", str(model_io.BUNDLED), "--enroll", f"x={_clip(tmp_path, 'a', 10.0)}",
+                        "-o", str(tmp_path / "o")])
     assert rc == 2 and "speaker-conditioned model" in capsys.readouterr().err
 
 

@@ -33,6 +33,7 @@ class Separator:
         from vsep import model_io
         from vsep import runtime as runtimes
 
+        model_dir = model_io.serving(model_dir, list((enroll or {}).items()))
         given = {"wiener": wiener, "shifts": shifts, "precision": precision, "target_floor": target_floor,
                  "runtime": runtime}
         scfg = dataclasses.replace(model_io.separate_defaults(model_dir),

@@ -338,6 +338,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from vsep import enroll, model_io, runtime, storage
 
+    args.model = model_io.serving(args.model, enroll.parse_specs(args.enroll))
     scfg = config.from_namespace(config.SeparateConfig, args, model_io.separate_defaults(args.model))
     scfg.validate()
     storage.preflight(args.output_dir, args.model, args.data, args.folder, args.nmf_data)

@@ -28,6 +28,7 @@ WEIGHTS = "model.weights.h5"
 EMBEDDINGS = "embeddings.json"  # named voices stored with a speaker-conditioned model (e.g. its default target)
 SEPARATE = "separate.json"  # the model's own inference defaults (a SeparateConfig), where they differ
 BUNDLED = Path(__file__).resolve().parent / "models" / "default"
+BUNDLED_ENROLL = Path(__file__).resolve().parent / "models" / "enroll"  # the bundled speaker-conditioned model
 
 
 class ModelDirError(ValueError):
@@ -181,3 +182,13 @@ def write_separate_defaults(model_dir: str, scfg) -> str:
     path = storage.join(model_dir, SEPARATE)
     storage.write_text(path, config.dumps(scfg))
     return path
+
+
+def serving(model_dir: str | None, voices: list[tuple[str, object]] | None) -> str | None:
+    """The model a command serves: ``model_dir`` when given; else, where ``voices`` (``[(name, clip or
+    None)]``) need a speaker-conditioned model (a clip, or two or more voices), the bundled enrollment model
+    (:data:`BUNDLED_ENROLL`); else ``None``, the bundled one-target model."""
+    if model_dir or not voices:
+        return model_dir
+    needs = len(voices) > 1 or any(clip is not None for _, clip in voices)
+    return str(BUNDLED_ENROLL) if needs and (BUNDLED_ENROLL / CONFIG).exists() else None

@@ -283,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vsep.audio import AudioError
 
     try:
+        args.model = model_io.serving(args.model, enroll.parse_specs(args.enroll))
         scfg = config.from_namespace(config.SeparateConfig, args, model_io.separate_defaults(args.model))
         scfg.validate()
         if args.timeline_threshold is not None and not 0.0 <= args.timeline_threshold <= 1.0:
