@@ -267,6 +267,39 @@ def test_ge2e_enrollment_without_tensorflow_matches_it(ge2e_trained, tmp_path):
     assert (tmp_path / "o" / "mix" / "a.wav").exists()
 
 
+@needs_wheel
+def test_ge2e_enrollment_is_one_pass_the_mean_of_its_parts(ge2e_trained, tmp_path):
+    """A GE2E model's enrollment embeds every sample of the clip once: its 4 s parts (which the several-voices
+    check compares) and the tail, whose unit mean is the embedding, as training's enrollments were means of
+    4 s windows; the SavedModel's ``embed`` signature makes the same embedding."""
+    from vsep import export, ge2e_np, model_io, onnx_model
+
+    model = model_io.load(str(ge2e_trained))
+    enc = ge2e_np.load(str(ge2e_trained), model.cfg, onnx_model.weights_digest(ge2e_trained / model_io.WEIGHTS))
+    x = enroll.read_clip("a", str(_clip(tmp_path, "a", 12.0)), 16000)  # read, at 16 kHz, its speech
+    part = int(enroll.PART_S * 16000)
+    tail = x[2 * part:]
+    assert len(x) < 3 * part and len(tail) >= enroll.TAIL_S * 16000
+    seen = []
+
+    class Counting:
+        cfg = model.cfg
+
+        def embed(self, clips):
+            seen.append(np.asarray(clips).size)
+            return enc.embed(clips)
+
+    got = enroll.embed_clip(Counting(), "a", x)
+    assert sum(seen) == len(x)  # one pass
+    unit = [e / np.linalg.norm(e) for e in (*enc.embed(x[: 2 * part].reshape(2, part)), enc.embed(tail[None])[0])]
+    mean = np.mean(unit, axis=0)
+    np.testing.assert_allclose(got, mean / np.linalg.norm(mean), atol=1e-5)
+    import tensorflow as tf
+
+    saved = tf.saved_model.load(export.export(str(ge2e_trained), str(tmp_path / "sm")))
+    np.testing.assert_allclose(saved.signatures["embed"](clip=tf.constant(x))["embedding"].numpy(), got, atol=2e-4)
+
+
 def _clip(tmp_path: Path, name: str, seconds: float, silent: bool = False) -> Path:
     from realdata import DATA
 

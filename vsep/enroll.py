@@ -21,6 +21,7 @@ from vsep.lake import NAME_RE
 
 MIN_SPEECH_S = 3.0
 PART_S = 4.0  # the consistency check embeds parts of this much speech
+TAIL_S = 1.6  # a GE2E model's embedding also averages a last, shorter part of at least this (one GE2E partial)
 # least cosine between two parts' embeddings, per speaker encoder (chosen on the val bank with bench_enroll
 # --agreement: learned 0.3 refuses 3.8 % of one-voice clips and catches 44 % of two-voice ones; GE2E 0.7
 # refuses none and catches 83 %)
@@ -92,34 +93,55 @@ def checked(name: str, x: np.ndarray, rate: int, what: str = "the clip") -> np.n
     return x[: len(keep)][keep]
 
 
-def part_agreement(model, clip: np.ndarray) -> tuple[float, int, int]:
-    """``(least cosine, part i, part j)`` between the embeddings of two of the clip's ``PART_S`` parts
-    (``(1.0, 0, 0)`` for a clip of fewer than two parts)."""
+def part_embeddings(model, clip: np.ndarray) -> np.ndarray:
+    """Unit embeddings ``[count, D]`` of the clip's whole ``PART_S`` parts (``[0, D]`` for a shorter clip)."""
     part = int(PART_S * model.cfg.sample_rate)
     count = len(clip) // part
-    if count < 2:
-        return 1.0, 0, 0
+    if count < 1:
+        return np.zeros((0, model.cfg.embed_dim), np.float32)
     parts = np.asarray(model.embed(clip[: count * part].reshape(count, part)))
-    parts = parts / (np.linalg.norm(parts, axis=1, keepdims=True) + 1e-8)
+    return parts / (np.linalg.norm(parts, axis=1, keepdims=True) + 1e-8)
+
+
+def least_agreement(parts: np.ndarray) -> tuple[float, int, int]:
+    """``(least cosine, part i, part j)`` between two of the unit ``parts [count, D]`` (``(1.0, 0, 0)`` for
+    fewer than two)."""
+    if len(parts) < 2:
+        return 1.0, 0, 0
     sim = parts @ parts.T
     i, j = np.unravel_index(int(np.argmin(sim)), sim.shape)
     return float(sim[i, j]), int(i), int(j)
 
 
-def embed_clip(model, name: str, clip: np.ndarray) -> np.ndarray:
-    """Unit embedding ``[D]`` of a checked clip (one pass over it); refuses a clip of several voices.
+def part_agreement(model, clip: np.ndarray) -> tuple[float, int, int]:
+    """:func:`least_agreement` of the clip's :func:`part_embeddings`."""
+    return least_agreement(part_embeddings(model, clip))
 
-    With at least two parts of ``PART_S`` of speech, the parts are embedded too; two parts whose
-    cosine is below ``AGREEMENT[encoder]`` mean another voice is in the clip.
+
+def embed_clip(model, name: str, clip: np.ndarray) -> np.ndarray:
+    """Unit embedding ``[D]`` of a checked clip; refuses a clip of several voices.
+
+    With at least two parts of ``PART_S`` of speech, the parts are embedded and two parts whose cosine is
+    below ``AGREEMENT[encoder]`` mean another voice is in the clip. A GE2E model's embedding is then the unit
+    mean of the parts and of the rest of the clip (what it was trained on: means of 4 s windows), so
+    enrolling is one pass of the encoder over the clip; a learned encoder embeds the whole clip once more.
     """
-    whole = np.asarray(model.embed(clip[None]))[0]
-    least, i, j = part_agreement(model, clip)
+    parts = part_embeddings(model, clip)
+    least, i, j = least_agreement(parts)
     threshold = AGREEMENT[model.cfg.speaker_encoder]
     if least < threshold:
         a, b = sorted((i, j))
         raise EnrollError(f"--enroll {name}: the clip sounds like more than one voice (its speech at "
                           f"{a * PART_S:.0f}-{(a + 1) * PART_S:.0f} s and {b * PART_S:.0f}-{(b + 1) * PART_S:.0f} s "
                           f"agrees at {least:.2f}, below {threshold}); give a clip of the person alone")
+    if model.cfg.speaker_encoder == "ge2e" and len(parts):
+        tail = clip[len(parts) * int(PART_S * model.cfg.sample_rate):]
+        if len(tail) >= TAIL_S * model.cfg.sample_rate:
+            extra = np.asarray(model.embed(tail[None]))
+            parts = np.concatenate([parts, extra / (np.linalg.norm(extra, axis=1, keepdims=True) + 1e-8)])
+        whole = parts.mean(axis=0)
+    else:
+        whole = np.asarray(model.embed(clip[None]))[0]
     return whole / (np.linalg.norm(whole) + 1e-8)
 
 

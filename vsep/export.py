@@ -76,14 +76,43 @@ def build_module(model, scfg: SeparateConfig | None = None, stored: dict | None 
 
             @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="clip")])
             def embed(self, clip):
-                """An enrollment clip (mono, the model's rate, the person alone) -> its embedding ``[D]``."""
-                return {"embedding": model.embed(clip[None])[0]}
+                """An enrollment clip (mono, the model's rate, the person alone) -> its embedding ``[D]``
+                (as :func:`vsep.enroll.embed_clip` makes it, without its checks)."""
+                return {"embedding": _embed_graph(model, clip)}
 
         @tf.function(input_signature=[])
         def info(self):
             return {"sample_rate": self.sample_rate.read_value(), "target": tf.constant(model.cfg.target)}
 
     return VsepServing()
+
+
+def _embed_graph(model, clip):
+    """:func:`vsep.enroll.embed_clip` in TensorFlow: a GE2E model averages its ``PART_S`` parts and a tail of at
+    least ``TAIL_S``; a learned encoder (or a clip under one part) embeds the whole clip. ``[samples]`` -> ``[D]``."""
+    import tensorflow as tf
+
+    from vsep.enroll import PART_S, TAIL_S
+
+    def unit(e):
+        return tf.math.l2_normalize(e, axis=-1)
+
+    def whole():
+        return unit(model.embed(clip[None])[0])
+
+    if model.cfg.speaker_encoder != "ge2e":
+        return whole()
+    part, tail_min = int(PART_S * model.cfg.sample_rate), int(TAIL_S * model.cfg.sample_rate)
+    count = tf.shape(clip)[0] // part
+
+    def by_parts():
+        parts = unit(model.embed(tf.reshape(clip[: count * part], [count, part])))
+        tail = clip[count * part:]
+        parts = tf.cond(tf.shape(tail)[0] >= tail_min,
+                        lambda: tf.concat([parts, unit(model.embed(tail[None]))], axis=0), lambda: parts)
+        return unit(tf.reduce_mean(parts, axis=0))
+
+    return tf.cond(count >= 1, by_parts, whole)
 
 
 def export(model_dir: str | None, output: str, scfg: SeparateConfig | None = None) -> str:
