@@ -45,8 +45,10 @@ def corpus(name: str) -> str:
     return name.split("-")[0]
 
 
-def plan(bank, per_speaker: int, enroll_windows: int, only: str | None, seed: int) -> list[dict]:
-    """Mixtures ``{target, target_windows, enroll_windows, other, other_windows, tir_db}``."""
+def plan(bank, per_speaker: int, enroll_windows: int, only: str | None, seed: int,
+         other: str | None = None) -> list[dict]:
+    """Mixtures ``{target, target_windows, enroll_windows, other, other_windows, tir_db}``; the interfering
+    voice is ``other`` where given, else any voice of another corpus."""
     rng = np.random.default_rng(seed)
     speech = [i for i, n in enumerate(bank.speakers) if not n.startswith("noise:")]
     out = []
@@ -57,7 +59,10 @@ def plan(bank, per_speaker: int, enroll_windows: int, only: str | None, seed: in
         own = bank.of_speaker(s)
         if len(own) < WINDOWS + 3:  # room for 8 s of target and at least 12 s of enrollment
             continue
-        others = [o for o in speech if corpus(bank.speakers[o]) != corpus(name) and len(bank.of_speaker(o)) >= WINDOWS]
+        others = [o for o in speech if (bank.speakers[o] == other if other else corpus(bank.speakers[o]) != corpus(name))
+                  and len(bank.of_speaker(o)) >= WINDOWS]
+        if not others:
+            raise SystemExit(f"bench_enroll: no interfering voice {other or 'of another corpus'} in this split")
         for k in range(min(per_speaker, (len(own) - 3) // WINDOWS)):
             target_w = own[k * WINDOWS : (k + 1) * WINDOWS]
             enroll_w = [int(w) for w in own if w not in target_w][:enroll_windows]
@@ -110,6 +115,9 @@ def main() -> int:
     p.add_argument("--bank", required=True)
     p.add_argument("--split", default="val", choices=("val", "test"))
     p.add_argument("--speaker", help="only this voice of the split as target (e.g. biden)")
+    p.add_argument("--other", help="only this voice of the split as interference (e.g. trump)")
+    p.add_argument("--debate", action="store_true",
+                   help="also separate each mixture in debate mode: the enrolled voice and --other's stored voice")
     p.add_argument("--per-speaker", type=int, default=2)
     p.add_argument("--max-speakers", type=int, default=40)
     p.add_argument("--enroll-seconds", type=float, nargs="+", default=[10.0, 30.0])
@@ -138,12 +146,17 @@ def main() -> int:
     longest = int(np.ceil(max(args.enroll_seconds) / window_s))
     if args.agreement:
         return agreement(model, bank)
-    mixes = plan(bank, args.per_speaker, longest, args.speaker, seed=0)
+    mixes = plan(bank, args.per_speaker, longest, args.speaker, seed=0, other=args.other)
     targets = sorted({m["target"] for m in mixes})[: args.max_speakers]
     mixes = [m for m in mixes if m["target"] in targets]
     fn = inference.build_separate_fn(model, wiener=scfg.wiener, shifts=scfg.shifts, precision=scfg.precision,
                                      target_floor=scfg.target_floor, embeddings=np.zeros((1, model.cfg.embed_dim)))
     rows, refused, dumped = [], defaultdict(int), {}
+    debate = None
+    if args.debate:  # both voices at once: the enrolled one, and --other by the voice the model stores
+        other_emb = np.asarray(model_io.read_embeddings(args.model)[args.other], np.float32)
+        debate = inference.build_separate_fn(model, wiener=scfg.wiener, shifts=scfg.shifts, precision=scfg.precision,
+                                             target_floor=scfg.target_floor, embeddings=np.zeros((2, model.cfg.embed_dim)))
     for m in mixes:
         target, other = audio_of(bank, m["target_windows"]), audio_of(bank, m["other_windows"])
         other *= np.sqrt(np.sum(target**2) / (np.sum(other**2) * 10 ** (m["tir_db"] / 10) + 1e-12))
@@ -179,6 +192,13 @@ def main() -> int:
             leak = np.asarray(fn(other))[0]  # another voice alone: given back as the enrolled one?
             extra = {"alone_loss_db": float(10 * np.log10(np.sum(target**2) / (np.sum(alone**2) + 1e-12))),
                      "absent_leak_db": float(10 * np.log10(np.sum(leak**2) / (np.sum(other**2) + 1e-12) + 1e-12))}
+            if debate is not None:
+                debate.voices.assign(np.stack([emb, other_emb]))
+                both = np.asarray(debate(mixture))  # [3, n]: the enrolled voice, --other, the rest
+                for key, k, refs in (("debate_SDRi", 0, [target, other]), ("debate_other_SDRi", 1, [other, target])):
+                    ex_k = {**ex, "refs": np.stack(refs)}
+                    est_k = {"model": np.stack([both[k], mixture - both[k]]), "mixture": np.stack([mixture, mixture])}
+                    extra[key] = evaluate.score(ex_k, est_k, rate, ("target", "rest"))["methods"]["model"]["target"]["SDRi"]
             rows.append({**extra, **{k: m[k] for k in ("target", "other", "tir_db")}, "enroll_s": round(len(clip) / rate, 1),
                          "asked_s": seconds, **{k: v for k, v in row["methods"]["model"]["target"].items()},
                          "timeline_precision": frames["precision"], "timeline_recall": frames["recall"], **sweep})
@@ -186,7 +206,7 @@ def main() -> int:
     for seconds in args.enroll_seconds:
         sel = [r for r in rows if r["asked_s"] == seconds]
         for key in ("SDRi", "SI-SDRi", "PESQ", "STOI", "timeline_precision", "timeline_recall", "alone_loss_db",
-                    "absent_leak_db"):
+                    "absent_leak_db", "debate_SDRi", "debate_other_SDRi"):
             vals = [r[key] for r in sel if key in r and np.isfinite(r[key])]
             summary[seconds][key] = round(float(np.median(vals)), 3) if vals else None
         summary[seconds]["examples"] = len(sel)
@@ -201,6 +221,10 @@ def main() -> int:
         print(f"| {seconds:g} s (median {s['enroll_s_median']}) | {s['examples']} ({s['refused']}) | {s['SDRi']} | {s['SI-SDRi']} | "
               f"{s['PESQ']} | {s['STOI']} | {s['timeline_precision']} | {s['timeline_recall']} | "
               f"{s['alone_loss_db']} | {s['absent_leak_db']} |")
+    if args.debate:
+        for seconds, s in summary.items():
+            print(f"debate mode, {seconds:g} s: SDRi of the enrolled voice {s['debate_SDRi']}, of {args.other} "
+                  f"(stored voice) {s['debate_other_SDRi']}")
     for th in args.timeline_thresholds:
         for seconds in args.enroll_seconds:
             pr = np.array([r[f"timeline_pr@{th:g}"] for r in rows if r["asked_s"] == seconds], float)
