@@ -92,3 +92,15 @@ def small_dataset(tmp_path_factory, prepare_args: list[str]) -> Path:
     manifest = prepare.run(["--lake", str(lake), "--output", str(out), *prepare_args])
     assert all(manifest["counts"].get(s, 0) > 0 for s in ("train", "val")), manifest["counts"]
     return out
+
+
+def biden_clip(tmp_path: Path, name: str, seconds: float, silent: bool = False) -> Path:
+    """``tmp_path/<name>.wav``: ``seconds`` of Biden (one recording, looped) at its own rate, or its silence."""
+    import numpy as np
+    import soundfile as sf
+
+    x, rate = sf.read(sorted((DATA / "speakers" / "biden").glob("*.wav"))[0], dtype="float32", always_2d=True)
+    x = np.tile(x.mean(axis=1), 20)[: int(seconds * rate)]
+    path = tmp_path / f"{name}.wav"
+    sf.write(path, np.zeros_like(x) if silent else x, rate)
+    return path

@@ -13,7 +13,7 @@ import soundfile as sf
 from vsep import bank, enroll, lake, mixing
 from vsep.config import ModelConfig, PrepareConfig, TrainConfig
 
-from realdata import ROOT, TARGET, WHEEL, needs_data, needs_wheel, small_lake
+from realdata import ROOT, TARGET, biden_clip, needs_data
 
 pytestmark = needs_data
 tf = pytest.importorskip("tensorflow")
@@ -25,17 +25,13 @@ PREP = PrepareConfig(target=TARGET, window_s=2.0, split_fractions=(1.0, 0.0, 0.0
 
 
 @pytest.fixture(scope="module")
-def lake_dir(tmp_path_factory) -> Path:
-    return small_lake(tmp_path_factory)
+def lake_dir(enroll_lake) -> Path:
+    return enroll_lake
 
 
 @pytest.fixture(scope="module")
-def bank_dir(lake_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bank")
-    assert bank.main(["--lake", str(lake_dir), "--output", str(out), "--target", TARGET, "--window-s", "2.0",
-                      "--split-fractions", "1", "0", "0", "--val-holdout", "biden/*", "libri-1034/*", "babble/*",
-                      "--test-holdout", "libri-11*/*"]) == 0
-    return out
+def bank_dir(enroll_bank) -> Path:
+    return enroll_bank
 
 
 def test_bank_splits_as_prepare_does_and_windows_are_normalised(lake_dir, bank_dir):
@@ -191,129 +187,10 @@ def test_train_on_a_bank_stores_the_default_voice_and_resumes(trained, bank_dir)
     assert len((trained / "history.jsonl").read_text().splitlines()) == 3
 
 
-GE2E_ARGS = ["--target", TARGET, "--depth", "3", "--filters", "4", "--patch-frames", "16", "--frame-length", "256",
-             "--frame-step", "64", "--fft-length", "256", "--batch-size", "4", "--epochs", "1", "--steps-per-epoch",
-             "2", "--validation-steps", "1", "--pair-share", "0.5", "--precomputed-embeddings", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def ge2e_trained(bank_dir, tmp_path_factory) -> Path:
-    """A tiny GE2E-conditioned model trained for two steps on precomputed embeddings, by ``vsep train``."""
-    import sys
-
-    sys.path.insert(0, str(ROOT / "tools"))
-    import ge2e_weights
-
-    from vsep import train
-
-    tmp = tmp_path_factory.mktemp("ge2e")
-    if not WHEEL.exists():
-        pytest.skip(f"{WHEEL} is absent (make setup downloads it)")
-    assert ge2e_weights.main([str(WHEEL), str(tmp / "ge2e.npz")]) == 0
-    assert train.main(["--data", str(bank_dir), *GE2E_ARGS, "--model-dir", str(tmp / "model"), "--embed-dim", "256",
-                       "--speaker-encoder", "ge2e", "--speaker-weights", str(tmp / "ge2e.npz")]) == 0
-    return tmp / "model"
-
-
-@needs_wheel
-def test_ge2e_model_trains_on_embeddings_computed_once(ge2e_trained, bank_dir, tmp_path, capsys):
-    """``--precomputed-embeddings``: the bank's windows are embedded once by the model's own frozen GE2E
-    encoder (cached in the bank, the same as the saved model embeds them), then training runs on them."""
-    from vsep import model_io, train
-
-    cached = {p.name.split(".")[0]: np.load(p) for p in bank_dir.glob("*.ge2e-*.npy")}
-    assert sorted(cached) == ["train", "val"]
-    b = bank.load(str(bank_dir), "train")
-    assert cached["train"].shape == (len(b.windows), 256)
-    model = model_io.load(str(ge2e_trained))
-    again = np.asarray(model.embed(np.asarray(b.windows[:3], np.float32)))
-    np.testing.assert_allclose(cached["train"][:3], again, atol=1e-4)
-    assert json.loads((ge2e_trained / "history.jsonl").read_text().splitlines()[0])["epoch"] == 1
-    capsys.readouterr()
-    assert train.main(["--data", str(bank_dir), *GE2E_ARGS, "--model-dir", str(tmp_path / "learned"),
-                       "--embed-dim", "8"]) == 2
-    assert "precomputed_embeddings needs a frozen pretrained encoder" in capsys.readouterr().err
-
-
-@needs_wheel
-def test_ge2e_enrollment_without_tensorflow_matches_it(ge2e_trained, tmp_path):
-    """Next to model.onnx, training writes ge2e.npz: NumPy embeds clips as the model's GE2E layer does (any
-    length, shorter than a partial too), and enrolled separation then never imports TensorFlow."""
-    import subprocess
-    import sys
-
-    from vsep import ge2e_np, model_io, onnx_model
-
-    assert (ge2e_trained / ge2e_np.FILE).is_file()
-    digest = onnx_model.weights_digest(ge2e_trained / model_io.WEIGHTS)
-    numpy_enc = ge2e_np.load(str(ge2e_trained), None, digest)
-    assert ge2e_np.load(str(ge2e_trained), None, "stale") is None
-    model = model_io.load(str(ge2e_trained))
-    x = sf.read(_clip(tmp_path, "a", 10.0), dtype="float32")[0]
-    loop = ge2e_np.NumpyGE2E(None, numpy_enc.w, onnx=False)
-    for n in (16000, 52000, 160000):  # 1 s (zero-padded to one partial), 3.25 s, 10 s
-        keras_e = np.asarray(model.embed(x[None, :n]))
-        np.testing.assert_allclose(numpy_enc.embed(x[None, :n]), keras_e, atol=2e-4)  # ONNX LSTM ops
-        np.testing.assert_allclose(loop.embed(x[None, :n]), keras_e, atol=2e-4)  # the NumPy loop
-    mix = tmp_path / "mix.wav"
-    sf.write(mix, x[:32000] + np.random.default_rng(0).normal(0, 0.05, 32000).astype(np.float32), 16000)
-    code = ("import sys; from vsep import separate; rc = separate.main(sys.argv[1:]); "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'; "
-            "sys.exit(rc)")
-    proc = subprocess.run([sys.executable, "-c", code, str(mix), "--model", str(ge2e_trained), "--enroll",
-                           f"a={tmp_path / 'a.wav'}", "--runtime", "onnx", "-o", str(tmp_path / "o"), "--no-progress"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "o" / "mix" / "a.wav").exists()
-
-
-@needs_wheel
-def test_ge2e_enrollment_is_one_pass_the_mean_of_its_parts(ge2e_trained, tmp_path):
-    """A GE2E model's enrollment embeds every sample of the clip once: its 4 s parts (which the several-voices
-    check compares) and the tail, whose unit mean is the embedding, as training's enrollments were means of
-    4 s windows; the SavedModel's ``embed`` signature makes the same embedding."""
-    from vsep import export, ge2e_np, model_io, onnx_model
-
-    model = model_io.load(str(ge2e_trained))
-    enc = ge2e_np.load(str(ge2e_trained), model.cfg, onnx_model.weights_digest(ge2e_trained / model_io.WEIGHTS))
-    x = enroll.read_clip("a", str(_clip(tmp_path, "a", 12.0)), 16000)  # read, at 16 kHz, its speech
-    part = int(enroll.PART_S * 16000)
-    tail = x[2 * part:]
-    assert len(x) < 3 * part and len(tail) >= enroll.TAIL_S * 16000
-    seen = []
-
-    class Counting:
-        cfg = model.cfg
-
-        def embed(self, clips):
-            seen.append(np.asarray(clips).size)
-            return enc.embed(clips)
-
-    got = enroll.embed_clip(Counting(), "a", x)
-    assert sum(seen) == len(x)  # one pass
-    unit = [e / np.linalg.norm(e) for e in (*enc.embed(x[: 2 * part].reshape(2, part)), enc.embed(tail[None])[0])]
-    mean = np.mean(unit, axis=0)
-    np.testing.assert_allclose(got, mean / np.linalg.norm(mean), atol=1e-5)
-    import tensorflow as tf
-
-    saved = tf.saved_model.load(export.export(str(ge2e_trained), str(tmp_path / "sm")))
-    np.testing.assert_allclose(saved.signatures["embed"](clip=tf.constant(x))["embedding"].numpy(), got, atol=2e-4)
-
-
-def _clip(tmp_path: Path, name: str, seconds: float, silent: bool = False) -> Path:
-    from realdata import DATA
-
-    x, rate = sf.read(sorted((DATA / "speakers" / "biden").glob("*.wav"))[0], dtype="float32", always_2d=True)
-    x = np.tile(x.mean(axis=1), 20)[: int(seconds * rate)]
-    path = tmp_path / f"{name}.wav"
-    sf.write(path, np.zeros_like(x) if silent else x, rate)
-    return path
-
-
 def test_separate_with_two_enrolled_voices_writes_each_and_the_rest(trained, tmp_path):
     from vsep import separate
 
-    a, b = _clip(tmp_path, "a", 12.0), _clip(tmp_path, "b", 8.0)
+    a, b = biden_clip(tmp_path, "a", 12.0), biden_clip(tmp_path, "b", 8.0)
     mix = tmp_path / "mix.wav"
     x = np.random.default_rng(0).normal(0, 0.05, (16000 * 3, 2)).astype(np.float32)
     sf.write(mix, x, 16000, subtype="FLOAT")
@@ -333,7 +210,7 @@ def test_separate_with_two_enrolled_voices_writes_each_and_the_rest(trained, tmp
 def test_a_bad_enrollment_is_one_line_before_any_work(trained, tmp_path, capsys, case, msg):
     from vsep import separate
 
-    clip = {"short": lambda: _clip(tmp_path, "s", 2.0), "silent": lambda: _clip(tmp_path, "z", 10.0, silent=True),
+    clip = {"short": lambda: biden_clip(tmp_path, "s", 2.0), "silent": lambda: biden_clip(tmp_path, "z", 10.0, silent=True),
             "missing": lambda: tmp_path / "nope.wav", "stored": lambda: None}[case]()
     spec = "nobody" if clip is None else f"x={clip}"
     mix = tmp_path / "mix.wav"
@@ -350,7 +227,7 @@ def test_a_one_target_model_refuses_enrollment(tmp_path, capsys):
 
     mix = tmp_path / "mix.wav"
     sf.write(mix, np.zeros(16000, np.float32), 16000)
-    rc = separate.main([str(mix), "--model", str(model_io.BUNDLED), "--enroll", f"x={_clip(tmp_path, 'a', 10.0)}",
+    rc = separate.main([str(mix), "--model", str(model_io.BUNDLED), "--enroll", f"x={biden_clip(tmp_path, 'a', 10.0)}",
                         "-o", str(tmp_path / "o")])
     assert rc == 2 and "speaker-conditioned model" in capsys.readouterr().err
 
@@ -449,7 +326,7 @@ def test_enrolled_separation_with_onnx_never_imports_tensorflow(trained, tmp_pat
     import subprocess
     import sys
 
-    a = _clip(tmp_path, "a", 10.0)
+    a = biden_clip(tmp_path, "a", 10.0)
     mix = tmp_path / "mix.wav"
     sf.write(mix, np.random.default_rng(0).normal(0, 0.05, 16000).astype(np.float32), 16000)
     code = ("import sys; from vsep import separate; rc = separate.main(sys.argv[1:]); "

@@ -1,0 +1,127 @@
+"""The GE2E-conditioned model: training on embeddings computed once, enrollment without TensorFlow, and
+enrollment in one pass over the clip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vsep import bank, enroll
+
+from realdata import ROOT, TARGET, WHEEL, biden_clip, needs_data, needs_wheel
+
+pytestmark = needs_data
+tf = pytest.importorskip("tensorflow")
+
+
+GE2E_ARGS = ["--target", TARGET, "--depth", "3", "--filters", "4", "--patch-frames", "16", "--frame-length", "256",
+             "--frame-step", "64", "--fft-length", "256", "--batch-size", "4", "--epochs", "1", "--steps-per-epoch",
+             "2", "--validation-steps", "1", "--pair-share", "0.5", "--precomputed-embeddings", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def ge2e_trained(enroll_bank, tmp_path_factory) -> Path:
+    """A tiny GE2E-conditioned model trained for two steps on precomputed embeddings, by ``vsep train``."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import ge2e_weights
+
+    from vsep import train
+
+    tmp = tmp_path_factory.mktemp("ge2e")
+    if not WHEEL.exists():
+        pytest.skip(f"{WHEEL} is absent (make setup downloads it)")
+    assert ge2e_weights.main([str(WHEEL), str(tmp / "ge2e.npz")]) == 0
+    assert train.main(["--data", str(enroll_bank), *GE2E_ARGS, "--model-dir", str(tmp / "model"), "--embed-dim", "256",
+                       "--speaker-encoder", "ge2e", "--speaker-weights", str(tmp / "ge2e.npz")]) == 0
+    return tmp / "model"
+
+
+@needs_wheel
+def test_ge2e_model_trains_on_embeddings_computed_once(ge2e_trained, enroll_bank, tmp_path, capsys):
+    """``--precomputed-embeddings``: the bank's windows are embedded once by the model's own frozen GE2E
+    encoder (cached in the bank, the same as the saved model embeds them), then training runs on them."""
+    from vsep import model_io, train
+
+    cached = {p.name.split(".")[0]: np.load(p) for p in enroll_bank.glob("*.ge2e-*.npy")}
+    assert sorted(cached) == ["train", "val"]
+    b = bank.load(str(enroll_bank), "train")
+    assert cached["train"].shape == (len(b.windows), 256)
+    model = model_io.load(str(ge2e_trained))
+    again = np.asarray(model.embed(np.asarray(b.windows[:3], np.float32)))
+    np.testing.assert_allclose(cached["train"][:3], again, atol=1e-4)
+    assert json.loads((ge2e_trained / "history.jsonl").read_text().splitlines()[0])["epoch"] == 1
+    capsys.readouterr()
+    assert train.main(["--data", str(enroll_bank), *GE2E_ARGS, "--model-dir", str(tmp_path / "learned"),
+                       "--embed-dim", "8"]) == 2
+    assert "precomputed_embeddings needs a frozen pretrained encoder" in capsys.readouterr().err
+
+
+@needs_wheel
+def test_ge2e_enrollment_without_tensorflow_matches_it(ge2e_trained, tmp_path):
+    """Next to model.onnx, training writes ge2e.npz: NumPy embeds clips as the model's GE2E layer does (any
+    length, shorter than a partial too), and enrolled separation then never imports TensorFlow."""
+    import subprocess
+    import sys
+
+    from vsep import ge2e_np, model_io, onnx_model
+
+    assert (ge2e_trained / ge2e_np.FILE).is_file()
+    digest = onnx_model.weights_digest(ge2e_trained / model_io.WEIGHTS)
+    numpy_enc = ge2e_np.load(str(ge2e_trained), None, digest)
+    assert ge2e_np.load(str(ge2e_trained), None, "stale") is None
+    model = model_io.load(str(ge2e_trained))
+    x = sf.read(biden_clip(tmp_path, "a", 10.0), dtype="float32")[0]
+    loop = ge2e_np.NumpyGE2E(None, numpy_enc.w, onnx=False)
+    for n in (16000, 52000, 160000):  # 1 s (zero-padded to one partial), 3.25 s, 10 s
+        keras_e = np.asarray(model.embed(x[None, :n]))
+        np.testing.assert_allclose(numpy_enc.embed(x[None, :n]), keras_e, atol=2e-4)  # ONNX LSTM ops
+        np.testing.assert_allclose(loop.embed(x[None, :n]), keras_e, atol=2e-4)  # the NumPy loop
+    mix = tmp_path / "mix.wav"
+    sf.write(mix, x[:32000] + np.random.default_rng(0).normal(0, 0.05, 32000).astype(np.float32), 16000)
+    code = ("import sys; from vsep import separate; rc = separate.main(sys.argv[1:]); "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'; "
+            "sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, str(mix), "--model", str(ge2e_trained), "--enroll",
+                           f"a={tmp_path / 'a.wav'}", "--runtime", "onnx", "-o", str(tmp_path / "o"), "--no-progress"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "o" / "mix" / "a.wav").exists()
+
+
+@needs_wheel
+def test_ge2e_enrollment_is_one_pass_the_mean_of_its_parts(ge2e_trained, tmp_path):
+    """A GE2E model's enrollment embeds every sample of the clip once: its 4 s parts (which the several-voices
+    check compares) and the tail, whose unit mean is the embedding, as training's enrollments were means of
+    4 s windows; the SavedModel's ``embed`` signature makes the same embedding."""
+    from vsep import export, ge2e_np, model_io, onnx_model
+
+    model = model_io.load(str(ge2e_trained))
+    enc = ge2e_np.load(str(ge2e_trained), model.cfg, onnx_model.weights_digest(ge2e_trained / model_io.WEIGHTS))
+    x = enroll.read_clip("a", str(biden_clip(tmp_path, "a", 12.0)), 16000)  # read, at 16 kHz, its speech
+    part = int(enroll.PART_S * 16000)
+    tail = x[2 * part:]
+    assert len(x) < 3 * part and len(tail) >= enroll.TAIL_S * 16000
+    seen = []
+
+    class Counting:
+        cfg = model.cfg
+
+        def embed(self, clips):
+            seen.append(np.asarray(clips).size)
+            return enc.embed(clips)
+
+    got = enroll.embed_clip(Counting(), "a", x)
+    assert sum(seen) == len(x)  # one pass
+    unit = [e / np.linalg.norm(e) for e in (*enc.embed(x[: 2 * part].reshape(2, part)), enc.embed(tail[None])[0])]
+    mean = np.mean(unit, axis=0)
+    np.testing.assert_allclose(got, mean / np.linalg.norm(mean), atol=1e-5)
+    import tensorflow as tf
+
+    saved = tf.saved_model.load(export.export(str(ge2e_trained), str(tmp_path / "sm")))
+    np.testing.assert_allclose(saved.signatures["embed"](clip=tf.constant(x))["embedding"].numpy(), got, atol=2e-4)
