@@ -68,8 +68,10 @@ def plan(bank, per_speaker: int, enroll_windows: int, only: str | None, seed: in
             enroll_w = [int(w) for w in own if w not in target_w][:enroll_windows]
             o = others[int(rng.integers(len(others)))]
             start = int(rng.integers(0, len(bank.of_speaker(o)) - WINDOWS + 1))
+            other_w = bank.of_speaker(o)[start : start + WINDOWS]
             out.append({"target": name, "target_windows": target_w.tolist(), "enroll_windows": enroll_w,
-                        "other": bank.speakers[o], "other_windows": bank.of_speaker(o)[start : start + WINDOWS].tolist(),
+                        "other": bank.speakers[o], "other_windows": other_w.tolist(),
+                        "other_enroll_windows": [int(w) for w in bank.of_speaker(o) if w not in other_w][:enroll_windows],
                         "tir_db": TIRS[len(out) % len(TIRS)]})
     return out
 
@@ -109,6 +111,30 @@ def agreement(model, bank) -> int:
     return 0
 
 
+def debate_scores(debate, voices: np.ndarray, ex: dict, mixture: np.ndarray, turn_mix: np.ndarray,
+                  truth: np.ndarray, rate: int, thresholds=()) -> dict:
+    """Debate mode with ``voices [2, D]`` (the enrolled voice, the other): each voice's SDRi on ``mixture``
+    and the enrolled voice's timeline precision / recall on ``turn_mix``."""
+    from vsep import evaluate, timeline
+
+    debate.voices.assign(voices)
+    both = np.asarray(debate(mixture))  # [3, n]: the enrolled voice, the other, the rest
+    target, other = ex["refs"]
+    out = {}
+    for key, k, refs in (("debate_SDRi", 0, [target, other]), ("debate_other_SDRi", 1, [other, target])):
+        est = {"model": np.stack([both[k], mixture - both[k]]), "mixture": np.stack([mixture, mixture])}
+        out[key] = evaluate.score({**ex, "refs": np.stack(refs)}, est, rate, ("target", "rest"))["methods"]["model"]["target"]["SDRi"]
+    named = timeline.Tracker(rate)
+    named.update(np.asarray(debate(turn_mix)))  # the target's share against the other voice and the rest
+    conf = timeline.confidence(*named.energies(0))
+    out.update({f"debate_timeline_{k}": v for k, v in
+                timeline.frame_scores(timeline.active(conf, timeline.DEBATE_THRESHOLD), truth).items()})
+    for th in thresholds:
+        scores = timeline.frame_scores(timeline.active(conf, th), truth)
+        out[f"debate_timeline_pr@{th:g}"] = [scores["precision"], scores["recall"]]
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True)
@@ -117,7 +143,8 @@ def main() -> int:
     p.add_argument("--speaker", help="only this voice of the split as target (e.g. biden)")
     p.add_argument("--other", help="only this voice of the split as interference (e.g. trump)")
     p.add_argument("--debate", action="store_true",
-                   help="also separate each mixture in debate mode: the enrolled voice and --other's stored voice")
+                   help="also separate each mixture in debate mode, both voices named: the other voice by its stored "
+                        "voice (--other, where the model stores it) or enrolled from its other windows")
     p.add_argument("--per-speaker", type=int, default=2)
     p.add_argument("--max-speakers", type=int, default=40)
     p.add_argument("--enroll-seconds", type=float, nargs="+", default=[10.0, 30.0])
@@ -153,8 +180,8 @@ def main() -> int:
                                      target_floor=scfg.target_floor, embeddings=np.zeros((1, model.cfg.embed_dim)))
     rows, refused, dumped = [], defaultdict(int), {}
     debate = None
-    if args.debate:  # both voices at once: the enrolled one, and --other by the voice the model stores
-        other_emb = np.asarray(model_io.read_embeddings(args.model)[args.other], np.float32)
+    if args.debate:  # both voices at once: the enrolled one, and the other (stored or enrolled)
+        stored = model_io.read_embeddings(args.model)
         debate = inference.build_separate_fn(model, wiener=scfg.wiener, shifts=scfg.shifts, precision=scfg.precision,
                                              target_floor=scfg.target_floor, embeddings=np.zeros((2, model.cfg.embed_dim)))
     for m in mixes:
@@ -192,13 +219,17 @@ def main() -> int:
             leak = np.asarray(fn(other))[0]  # another voice alone: given back as the enrolled one?
             extra = {"alone_loss_db": float(10 * np.log10(np.sum(target**2) / (np.sum(alone**2) + 1e-12))),
                      "absent_leak_db": float(10 * np.log10(np.sum(leak**2) / (np.sum(other**2) + 1e-12) + 1e-12))}
+            other_emb = None
             if debate is not None:
-                debate.voices.assign(np.stack([emb, other_emb]))
-                both = np.asarray(debate(mixture))  # [3, n]: the enrolled voice, --other, the rest
-                for key, k, refs in (("debate_SDRi", 0, [target, other]), ("debate_other_SDRi", 1, [other, target])):
-                    ex_k = {**ex, "refs": np.stack(refs)}
-                    est_k = {"model": np.stack([both[k], mixture - both[k]]), "mixture": np.stack([mixture, mixture])}
-                    extra[key] = evaluate.score(ex_k, est_k, rate, ("target", "rest"))["methods"]["model"]["target"]["SDRi"]
+                other_clip = audio_of(bank, m["other_enroll_windows"])[: int(seconds * rate)]
+                try:
+                    other_emb = (np.asarray(stored[m["other"]], np.float32) if m["other"] in stored else
+                                 enroll.embed_clip(model, m["other"], enroll.checked(m["other"], other_clip, rate)))
+                except enroll.EnrollError:  # the other voice's clip refused: this row has no debate figures
+                    refused[f"other {seconds:g}"] += 1
+            if other_emb is not None:
+                extra.update(debate_scores(debate, np.stack([emb, other_emb]), ex, mixture, turn_mix, truth, rate,
+                                           args.timeline_thresholds))
             rows.append({**extra, **{k: m[k] for k in ("target", "other", "tir_db")}, "enroll_s": round(len(clip) / rate, 1),
                          "asked_s": seconds, **{k: v for k, v in row["methods"]["model"]["target"].items()},
                          "timeline_precision": frames["precision"], "timeline_recall": frames["recall"], **sweep})
@@ -206,7 +237,8 @@ def main() -> int:
     for seconds in args.enroll_seconds:
         sel = [r for r in rows if r["asked_s"] == seconds]
         for key in ("SDRi", "SI-SDRi", "PESQ", "STOI", "timeline_precision", "timeline_recall", "alone_loss_db",
-                    "absent_leak_db", "debate_SDRi", "debate_other_SDRi"):
+                    "absent_leak_db", "debate_SDRi", "debate_other_SDRi", "debate_timeline_precision",
+                    "debate_timeline_recall"):
             vals = [r[key] for r in sel if key in r and np.isfinite(r[key])]
             summary[seconds][key] = round(float(np.median(vals)), 3) if vals else None
         summary[seconds]["examples"] = len(sel)
@@ -223,8 +255,16 @@ def main() -> int:
               f"{s['alone_loss_db']} | {s['absent_leak_db']} |")
     if args.debate:
         for seconds, s in summary.items():
-            print(f"debate mode, {seconds:g} s: SDRi of the enrolled voice {s['debate_SDRi']}, of {args.other} "
-                  f"(stored voice) {s['debate_other_SDRi']}")
+            print(f"debate mode, {seconds:g} s: SDRi of the enrolled voice {s['debate_SDRi']}, of the other "
+                  f"{s['debate_other_SDRi']}; timeline of the enrolled voice P / R {s['debate_timeline_precision']} / "
+                  f"{s['debate_timeline_recall']} (other clips refused: {refused.get(f'other {seconds:g}', 0)})")
+    for th in args.timeline_thresholds if args.debate else ():
+        for seconds in args.enroll_seconds:
+            pr = np.array([r[f"debate_timeline_pr@{th:g}"] for r in rows
+                           if r["asked_s"] == seconds and f"debate_timeline_pr@{th:g}" in r], float)
+            if len(pr):
+                print(f"debate mode, timeline threshold {th:g}, {seconds:g} s: precision / recall (medians) "
+                      f"{np.nanmedian(pr[:, 0]):.3f} / {np.nanmedian(pr[:, 1]):.3f}")
     for th in args.timeline_thresholds:
         for seconds in args.enroll_seconds:
             pr = np.array([r[f"timeline_pr@{th:g}"] for r in rows if r["asked_s"] == seconds], float)

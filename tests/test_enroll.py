@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vsep import bank, enroll, lake, mixing
+from vsep import bank, enroll, lake, mixing, timeline
 from vsep.config import ModelConfig, PrepareConfig, TrainConfig
 
 from realdata import ROOT, TARGET, biden_clip, needs_data
@@ -203,6 +203,7 @@ def test_separate_with_two_enrolled_voices_writes_each_and_the_rest(trained, tmp
     np.testing.assert_allclose(sum(outs.values()), x, atol=3e-3)  # int16 files, four of them
     for n in ("alice", "bob", TARGET):
         assert (folder / f"{n}.timeline.json").exists() and (folder / f"{n}.timeline.csv").exists()
+        assert json.loads((folder / f"{n}.timeline.json").read_text())["threshold"] == timeline.DEBATE_THRESHOLD
 
 
 @pytest.mark.parametrize("case,msg", [("short", "s of speech; at least 3 s"), ("silent", "is silent"),

@@ -29,6 +29,7 @@ MIN_SEGMENT_S = 0.3  # shorter detections are dropped (the 0.2 s smoothing widen
 QUIET_DB = 50.0  # frames this far below the loudest are silence, whatever the share
 REFERENCE_SMOOTH_S = 0.2  # the ground truth's moving average (fixed, whatever the detector's)
 THRESHOLD = 0.2  # target share above which a frame is the target speaking (chosen on the cross-source validation set)
+DEBATE_THRESHOLD = 0.1  # the same in debate mode, where the other named voices take their share too (val: 0.92 / 0.91)
 
 
 @dataclass
