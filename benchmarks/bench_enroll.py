@@ -221,10 +221,14 @@ def main() -> int:
                      "absent_leak_db": float(10 * np.log10(np.sum(leak**2) / (np.sum(other**2) + 1e-12) + 1e-12))}
             other_emb = None
             if debate is not None:
-                other_clip = audio_of(bank, m["other_enroll_windows"])[: int(seconds * rate)]
                 try:
-                    other_emb = (np.asarray(stored[m["other"]], np.float32) if m["other"] in stored else
-                                 enroll.embed_clip(model, m["other"], enroll.checked(m["other"], other_clip, rate)))
+                    if m["other"] in stored:
+                        other_emb = np.asarray(stored[m["other"]], np.float32)
+                    elif not m["other_enroll_windows"]:
+                        raise enroll.EnrollError(f"{m['other']}: no other windows to enroll from")
+                    else:
+                        other_clip = audio_of(bank, m["other_enroll_windows"])[: int(seconds * rate)]
+                        other_emb = enroll.embed_clip(model, m["other"], enroll.checked(m["other"], other_clip, rate))
                 except enroll.EnrollError:  # the other voice's clip refused: this row has no debate figures
                     refused[f"other {seconds:g}"] += 1
             if other_emb is not None:
