@@ -27,23 +27,18 @@ def main() -> int:
     data = np.load(args.frames)
     keys = sorted({k.rsplit("_", 1)[0] for k in data.files})
     truths = {k: timeline.reference_from_power(data[f"{k}_clean"], len(data[f"{k}_target"])) for k in keys}
-    default = timeline.SMOOTH_S
     print("| smoothing s | threshold | enrollment | precision | recall |")
     print("|---|---|---|---|---|")
-    try:
-        for smooth in args.smooth:
-            timeline.SMOOTH_S = smooth
-            for th in args.thresholds:
-                scores = defaultdict(list)
-                for k in keys:
-                    conf = timeline.confidence(data[f"{k}_target"], data[f"{k}_rest"])
-                    s = timeline.frame_scores(timeline.active(conf, th), truths[k])
-                    scores[k.split("_")[1]].append((s["precision"], s["recall"]))
-                for seconds, pr in sorted(scores.items()):
-                    m = np.median(np.array(pr), axis=0)
-                    print(f"| {smooth:g} | {th:g} | {seconds} s | {m[0]:.3f} | {m[1]:.3f} |")
-    finally:
-        timeline.SMOOTH_S = default
+    for smooth in args.smooth:
+        for th in args.thresholds:
+            scores = defaultdict(list)
+            for k in keys:
+                conf = timeline.confidence(data[f"{k}_target"], data[f"{k}_rest"], smooth_s=smooth)
+                s = timeline.frame_scores(timeline.active(conf, th), truths[k])
+                scores[k.split("_")[1]].append((s["precision"], s["recall"]))
+            for seconds, pr in sorted(scores.items()):
+                m = np.median(np.array(pr), axis=0)
+                print(f"| {smooth:g} | {th:g} | {seconds} s | {m[0]:.3f} | {m[1]:.3f} |")
     return 0
 
 

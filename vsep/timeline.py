@@ -74,11 +74,12 @@ class Tracker:
         return p[source], p.sum(axis=0) - p[source]
 
 
-def confidence(target_power: np.ndarray, rest_power: np.ndarray) -> np.ndarray:
-    """Per-frame confidence ``[frames]`` in [0, 1]: the smoothed target share, 0 where all is quiet."""
+def confidence(target_power: np.ndarray, rest_power: np.ndarray, smooth_s: float = SMOOTH_S) -> np.ndarray:
+    """Per-frame confidence ``[frames]`` in [0, 1]: the target share smoothed over ``smooth_s``, 0 where all is
+    quiet."""
     total = target_power + rest_power
     share = target_power / (total + 1e-12)
-    width = max(1, int(round(SMOOTH_S / FRAME_S)))
+    width = max(1, int(round(smooth_s / FRAME_S)))
     kernel = np.ones(width) / width
     smooth_t = np.convolve(target_power, kernel, mode="same")
     smooth_all = np.convolve(total, kernel, mode="same")
