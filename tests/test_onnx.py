@@ -292,3 +292,33 @@ def test_int8_graph_is_close_preferred_and_never_stale(tiny_dir, tmp_path, capsy
     model.set_weights([w * 1.01 for w in model.get_weights()])
     model_io.save_weights(model, str(d))  # retrained: both graphs stale
     assert runtime.load(str(d)).runtime == "tf"
+
+
+def test_graph_of_a_model_with_a_time_rnn_matches_keras(tmp_path):
+    """The bottleneck's bidirectional GRU (``--time-rnn``) in the graph: ONNX's GRU against Keras', with
+    its zero-initialised projection randomised so that the GRU's output reaches the masks."""
+    from dataclasses import replace
+
+    from vsep.inference import chunk_geometry
+    from vsep.model import SeparationModel
+
+    cfg = replace(TINY, time_rnn=4)
+    model = SeparationModel(cfg).build_for()
+    rnn = model.unet.get_layer("bottleneck_rnn")
+    rng = np.random.default_rng(3)
+    rnn.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in rnn.get_weights()])
+    model_io.save_weights(model, str(tmp_path))
+    model_io.write_config(str(tmp_path), model_io.config_document(cfg, TrainConfig()))
+    onnx_model.write(model, tmp_path)
+    length, _ = chunk_geometry(cfg)
+    rows = rng.normal(0, 0.1, (2, 2, length)).astype(np.float32)
+    out = _run(_session(tmp_path), rows, 0.0)
+    ref = model.separate_channels(tf.constant(rows.mean(axis=1)), tf.constant(rows), floor=0.0).numpy()
+    without = replace(cfg, time_rnn=0)
+    plain = SeparationModel(without).build_for()
+    for layer in plain.unet.layers:
+        if layer.weights:
+            layer.set_weights(model.unet.get_layer(layer.name).get_weights())
+    assert np.abs(ref - plain.separate_channels(tf.constant(rows.mean(axis=1)), tf.constant(rows),
+                                                floor=0.0).numpy()).max() > 1e-3 * np.abs(ref).max()
+    np.testing.assert_allclose(out, ref, atol=2e-5 * np.abs(ref).max())

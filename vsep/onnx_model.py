@@ -208,6 +208,29 @@ def _film(g: _Graph, layer, x: str, embeddings: str, batch: str) -> str:
     return g.op("Add", g.op("Mul", x, g.op("Add", gamma, g.const(np.float32(1.0)))), beta)
 
 
+def _time_rnn(g: _Graph, layer, x: str) -> str:
+    """:class:`vsep.unet.TimeRNN` on NCHW ``x [N, C, T, F]``: ONNX's bidirectional GRU along ``T``, one
+    sequence per ``(N, F)`` row (Keras' ``reset_after`` GRU is ONNX's ``linear_before_reset``; both take the
+    gates in the order z, r, h), its ``[fw, bw]`` outputs projected back to ``C`` and added to ``x``."""
+    i64 = lambda v: g.const(np.asarray(v, np.int64), "shape")  # noqa: E731
+    fw, bw = layer.rnn.forward_layer.cell, layer.rnn.backward_layer.cell
+    units = layer.units
+    w = np.stack([np.asarray(c.kernel).T for c in (fw, bw)]).astype(np.float32)  # [2, 3U, C]
+    r = np.stack([np.asarray(c.recurrent_kernel).T for c in (fw, bw)]).astype(np.float32)  # [2, 3U, U]
+    bias = np.stack([np.asarray(c.bias).reshape(-1) for c in (fw, bw)]).astype(np.float32)  # [2, 6U]: Wb, Rb
+    kernel, pb = (np.asarray(v, np.float32) for v in layer.proj.get_weights())  # [2U, C], [C]
+    rows = g.op("Transpose", x, perm=[2, 0, 3, 1])  # [T, N, F, C]
+    seq_shape = g.op("Concat", g.op("Shape", rows, end=1), i64([-1]), g.op("Shape", rows, start=3), axis=0)
+    seq = g.op("Reshape", rows, seq_shape)  # [T, N*F, C]
+    y = g.op("GRU", seq, g.const(w), g.const(r), g.const(bias), direction="bidirectional",
+             hidden_size=units, linear_before_reset=1)  # [T, 2, N*F, U]
+    y = g.op("Transpose", y, perm=[0, 2, 1, 3])  # [T, N*F, 2, U]: forward then backward, as Keras concatenates
+    y = g.op("Reshape", y, g.op("Concat", g.op("Shape", seq, end=2), i64([2 * units]), axis=0))
+    y = g.op("Add", g.op("MatMul", y, g.const(kernel)), g.const(pb))  # [T, N*F, C]
+    y = g.op("Reshape", y, g.op("Shape", rows))  # [T, N, F, C]
+    return g.op("Add", x, g.op("Transpose", y, perm=[1, 3, 0, 2]))
+
+
 def _unet(g: _Graph, unet, cfg, x: str, film: tuple[str, str] | None = None) -> str:
     """U-Net on NCHW ``x`` ``[b, 1, T, F]`` (log magnitudes) -> sigmoid masks ``[b, 2, T, F]``.
 
@@ -228,6 +251,8 @@ def _unet(g: _Graph, unet, cfg, x: str, film: tuple[str, str] | None = None) -> 
         if film:
             x = _film(g, unet.get_layer(f"enc{i}_film"), x, *film)
         skips.append(x)
+    if cfg.time_rnn:
+        x = _time_rnn(g, unet.get_layer("bottleneck_rnn"), x)
     for j, i in enumerate(reversed(range(cfg.depth))):
         if j > 0:
             x = g.op("Concat", x, skips[i], axis=1)
@@ -296,8 +321,6 @@ def build(model) -> bytes:
     frames = num_frames(cfg, length)
     if frames % 2**cfg.depth:
         raise ValueError(f"chunk of {frames} frames is not a multiple of 2**depth; the ONNX graph needs no padding")
-    if cfg.time_rnn:
-        raise ValueError("the ONNX graph has no time RNN yet (time_rnn > 0); TensorFlow serves the model")
     if cfg.frame_length % cfg.frame_step or cfg.fft_length != cfg.frame_length:
         raise ValueError("the ONNX graph needs frame_length = fft_length, a multiple of frame_step")
     bins, nbins = cfg.bins, cfg.fft_length // 2 + 1

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Recipe C6: C5 (recipes/train_c5.sh, the bundled enrollment model) plus a residual bidirectional GRU along
+# time at the U-Net's bottleneck (--time-rnn 128; zero-initialised output, so it starts as C5). C5 hears a
+# voice only through FiLM on conv features with a receptive field of about a second; on test, two voices
+# of similar timbre (LibriSpeech against speechocean762) are where it loses. The GRU sees the whole window,
+# after the bottleneck's FiLM, so it can follow the enrolled voice across turns.
+# Warm-started from runs/c5 (or the bundled vsep/models/enroll). Resumable: run this again after any stop;
+# MAX_MINUTES bounds one run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BANK=${BANK:-runs/bank}
+MODEL=${MODEL:-runs/c6}
+GE2E=${GE2E:-runs/ge2e.npz}
+INIT=${INIT:-runs/c5}
+[ -f "$INIT/config.json" ] || INIT=vsep/models/enroll
+[ -f runs/lake/index.jsonl ] || .venv/bin/vsep collect --speakers ../shared/data/speakers --noise ../shared/data/noise \
+  --rir ../shared/data/rir --lake runs/lake
+[ -f "$BANK/bank.json" ] || .venv/bin/vsep bank --lake runs/lake --config recipes/bank_enroll.json --output "$BANK"
+WHEEL=.venv/wheels/Resemblyzer-0.1.4-py3-none-any.whl  # make setup downloads it
+[ -f "$WHEEL" ] || .venv/bin/pip download resemblyzer==0.1.4 --no-deps -d .venv/wheels -q
+[ -f "$GE2E" ] || .venv/bin/python tools/ge2e_weights.py "$WHEEL" "$GE2E"
+exec .venv/bin/vsep train --data "$BANK" --model-dir "$MODEL" --init-from "$INIT" --embed-dim 256 --time-rnn 128 \
+  --speaker-encoder ge2e --speaker-weights "$GE2E" --precomputed-embeddings --pair-share 0.5 \
+  --loss snr --learning-rate 0.0001 --batch-size 8 --eq-prob 0.5 --eq-db 6 --lowpass-prob 0.25 \
+  --precision mixed_bfloat16 --epochs 400 --steps-per-epoch 400 --validation-steps 40 --patience 100 \
+  --max-minutes "${MAX_MINUTES:-85}" --quiet
