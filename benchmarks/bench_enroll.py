@@ -45,6 +45,18 @@ def corpus(name: str) -> str:
     return name.split("-")[0]
 
 
+def print_by_corpus(rows: list[dict], seconds_list) -> None:
+    """Median SDRi by the target's and by the other voice's corpus (the splits differ in both)."""
+    for seconds in seconds_list:
+        for role in ("target", "other"):
+            groups = defaultdict(list)
+            for r in rows:
+                if r["asked_s"] == seconds and np.isfinite(r["SDRi"]):
+                    groups[corpus(r[role])].append(r["SDRi"])
+            parts = [f"{c} {np.median(v):.2f} ({len(v)})" for c, v in sorted(groups.items())]
+            print(f"{seconds:g} s, SDRi by the {role} voice's corpus: " + ", ".join(parts))
+
+
 def plan(bank, per_speaker: int, enroll_windows: int, only: str | None, seed: int,
          other: str | None = None) -> list[dict]:
     """Mixtures ``{target, target_windows, enroll_windows, other, other_windows, tir_db}``; the interfering
@@ -74,6 +86,14 @@ def plan(bank, per_speaker: int, enroll_windows: int, only: str | None, seed: in
                         "other_enroll_windows": [int(w) for w in bank.of_speaker(o) if w not in other_w][:enroll_windows],
                         "tir_db": TIRS[len(out) % len(TIRS)]})
     return out
+
+
+def enrollment(enroll, name: str, clip: np.ndarray, rate: int, window: int, as_clips: bool):
+    """The checked enrollment: one clip, or (``as_clips``) a list of its ``window``-sample pieces."""
+    if not as_clips:
+        return enroll.checked(name, clip, rate)
+    pieces = [enroll.checked(name, clip[i : i + window], rate, min_speech_s=0.0) for i in range(0, len(clip), window)]
+    return enroll.checked_list(name, pieces, rate)
 
 
 def json_target(bank) -> str:
@@ -149,6 +169,9 @@ def main() -> int:
     p.add_argument("--max-speakers", type=int, default=40)
     p.add_argument("--enroll-seconds", type=float, nargs="+", default=[10.0, 30.0])
     p.add_argument("--target-floor", type=float, default=None)
+    p.add_argument("--windows-as-clips", action="store_true",
+                   help="enroll from each 4 s window as a clip of its own, as NAME=A,B,... does with soundbites of "
+                        "different recordings (each checked alone, no check across them)")
     p.add_argument("--out", help="write the rows and summary here (JSON)")
     p.add_argument("--agreement", action="store_true", help="measure the several-voices check instead")
     p.add_argument("--timeline-thresholds", type=float, nargs="*", default=[],
@@ -194,7 +217,8 @@ def main() -> int:
         for seconds in args.enroll_seconds:
             clip = audio_of(bank, m["enroll_windows"])[: int(seconds * rate)]
             try:
-                emb = enroll.embed_clip(model, m["target"], enroll.checked(m["target"], clip, rate))
+                emb = enroll.embed_clip(model, m["target"], enrollment(enroll, m["target"], clip, rate,
+                                                                     bank.windows.shape[1], args.windows_as_clips))
             except enroll.EnrollError:  # refused as several voices (or too little speech): counted, not scored
                 refused[seconds] += 1
                 continue
@@ -275,6 +299,7 @@ def main() -> int:
             if len(pr):
                 print(f"timeline threshold {th:g}, {seconds:g} s: precision / recall (medians) "
                       f"{np.nanmedian(pr[:, 0]):.3f} / {np.nanmedian(pr[:, 1]):.3f}")
+    print_by_corpus(rows, args.enroll_seconds)
     if args.dump_frames:
         np.savez_compressed(args.dump_frames, **dumped)
     if args.out:

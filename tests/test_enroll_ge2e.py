@@ -125,3 +125,47 @@ def test_ge2e_enrollment_is_one_pass_the_mean_of_its_parts(ge2e_trained, tmp_pat
 
     saved = tf.saved_model.load(export.export(str(ge2e_trained), str(tmp_path / "sm")))
     np.testing.assert_allclose(saved.signatures["embed"](clip=tf.constant(x))["embedding"].numpy(), got, atol=2e-4)
+
+
+SOUNDBITES = ["pamblam_corn-pop-was-a-bad-dude.mp3", "pamblam_i-make-no-apologize.mp3", "pamblam_clap-for-that.mp3"]
+
+
+@needs_wheel
+def test_several_soundbites_of_one_person_enroll_together(ge2e_trained, tmp_path, capsys):
+    """``NAME=A,B,C``: Biden's real 1.8-2.5 s soundbites, each too short alone, enroll together (their speech
+    counts together, the voice is the unit mean of each clip's vectors); the API takes a list; a missing clip
+    or an empty path in the list is one line before any work."""
+    import vsep
+    from vsep import audio, model_io, separate
+
+    folder = ROOT.parent / "shared" / "data" / "speakers" / "biden"
+    paths = [str(folder / n) for n in SOUNDBITES]
+    mix = tmp_path / "mix.wav"
+    sf.write(mix, audio.load((folder / "pamblam_poor-kids.mp3").read_bytes(), 16000), 16000)
+    out = tmp_path / "out"
+
+    def run(spec: str) -> tuple[int, list[str]]:
+        rc = separate.main([str(mix), "--model", str(ge2e_trained), "--enroll", spec, "-o", str(out), "--no-progress"])
+        return rc, capsys.readouterr().err.strip().splitlines()
+
+    rc, err = run(f"biden={paths[0]}")
+    assert rc == 2 and len(err) == 1 and "at least 3 s" in err[0] and not out.exists()
+    for spec, msg in ((f"biden={paths[0]},{tmp_path / 'nope.wav'}", "cannot read"),
+                      (f"biden={paths[0]},,{paths[1]}", "empty clip path")):
+        rc, err = run(spec)
+        assert rc == 2 and len(err) == 1 and msg in err[0] and not out.exists()
+    assert run(f"biden={','.join(paths)}")[0] == 0
+    assert (out / "mix" / "biden.wav").exists() and (out / "mix" / "rest.wav").exists()
+
+    model = model_io.load(str(ge2e_trained))
+    clips = enroll.read_specs([f"biden={','.join(paths)}"], str(ge2e_trained))[0][1]
+    assert isinstance(clips, list) and len(clips) == 3 and all(len(c) < enroll.PART_S * 16000 for c in clips)
+    unit = [e / np.linalg.norm(e) for e in (np.asarray(model.embed(c[None]))[0] for c in clips)]
+    mean = np.mean(unit, axis=0)
+    got = enroll.embed_clip(model, "biden", clips)
+    np.testing.assert_allclose(got, mean / np.linalg.norm(mean), atol=1e-5)
+    assert float(got @ unit[0]) < 1 - 1e-4  # the other clips count
+    wave = audio.load(Path(paths[1]).read_bytes(), 16000)
+    sep = vsep.Separator(str(ge2e_trained), enroll={"biden": [paths[0], (wave, 16000), paths[2]]})
+    assert sep.target == "biden"
+    assert list(sep.separate(clips[0], 16000)) == ["biden", "rest"]

@@ -28,7 +28,8 @@ class Separator:
         """``wiener``, ``shifts``, ``precision``, ``target_floor``, ``runtime`` as in ``vsep separate``
         (:class:`vsep.config.SeparateConfig`); ``None`` takes the model's own default (its ``separate.json``,
         else the global one). ``enroll``: ``{name: clip}`` for a speaker-conditioned model, ``clip`` a
-        path, ``(waveform, sample_rate)`` or ``None`` (a voice stored with the model)."""
+        path, ``(waveform, sample_rate)``, a list of those (several clips of the person, averaged) or
+        ``None`` (a voice stored with the model)."""
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from vsep import model_io
         from vsep import runtime as runtimes
@@ -87,9 +88,10 @@ class Separator:
 
 
 def _voices(enroll: dict | None, model_dir: str | None) -> list | None:
-    """``{name: path | (waveform, rate) | None}`` -> ``[(name, clip at the model's rate or None)]``, checked."""
-    from vsep import audio, model_io
+    """``{name: clip | [clip, ...] | None}`` (``clip``: a path or ``(waveform, rate)``) -> ``[(name, clip(s) at
+    the model's rate or None)]``, checked."""
     from vsep import enroll as enrollment
+    from vsep import model_io
 
     if not enroll:
         return None
@@ -97,14 +99,27 @@ def _voices(enroll: dict | None, model_dir: str | None) -> list | None:
     out = []
     for name, clip in enroll.items():
         enrollment.parse_specs([name])  # the name rules of --enroll
-        if isinstance(clip, tuple):
-            wave, rate = clip
-            clip = enrollment.checked(name, audio.resample(audio.to_mono(np.asarray(wave, np.float32)), rate,
-                                                           cfg.sample_rate), cfg.sample_rate)
+        if isinstance(clip, list):
+            clip = enrollment.checked_list(name, [_clip(name, c, cfg.sample_rate, alone=False) for c in clip],
+                                           cfg.sample_rate)
         elif clip is not None:
-            clip = enrollment.read_clip(name, str(clip), cfg.sample_rate)
+            clip = _clip(name, clip, cfg.sample_rate)
         out.append((name, clip))
     return out
+
+
+def _clip(name: str, clip, rate: int, alone: bool = True):
+    """One enrollment clip, a path (``A,B``: several) or ``(waveform, rate)``, read and checked at ``rate``."""
+    from vsep import audio
+    from vsep import enroll as enrollment
+
+    least = enrollment.MIN_SPEECH_S if alone else 0.0
+    if isinstance(clip, tuple):
+        wave, sr = clip
+        return enrollment.checked(name, audio.resample(audio.to_mono(np.asarray(wave, np.float32)), sr, rate), rate,
+                                  min_speech_s=least)
+    return enrollment.read_clips(name, str(clip), rate) if alone else enrollment.read_clip(name, str(clip), rate,
+                                                                                             alone=False)
 
 
 def _fit(y: np.ndarray, n: int) -> np.ndarray:
