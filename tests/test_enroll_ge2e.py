@@ -169,3 +169,49 @@ def test_several_soundbites_of_one_person_enroll_together(ge2e_trained, tmp_path
     sep = vsep.Separator(str(ge2e_trained), enroll={"biden": [paths[0], (wave, 16000), paths[2]]})
     assert sep.target == "biden"
     assert list(sep.separate(clips[0], 16000)) == ["biden", "rest"]
+
+
+@needs_wheel
+def test_voice_shifts_make_new_training_voices_embedded_once(ge2e_trained, enroll_bank, tmp_path, capsys):
+    """``--voice-shifts``: every training voice, resampled in pitch and formants, is a voice of its own (its
+    windows cut from its shifted windows end to end; noises and the original windows untouched); the made
+    voices' embeddings are computed once and cached beside the bank's; a run trains on them."""
+    import shutil
+
+    from vsep import audio, enroll_data, model_io, train
+
+    root = tmp_path / "bank"
+    shutil.copytree(enroll_bank, root)
+    b = bank.load(str(root), "train")
+    v = bank.with_voice_shifts(b, (-12.0, 12.0))
+    n = b.windows.shape[1]
+    np.testing.assert_array_equal(v.windows[: len(b.windows)], b.windows)
+    assert v.speakers[: len(b.speakers)] == b.speakers and not v.is_noise[len(b.windows):].any()
+    name = next(s for s in b.speakers if not s.startswith("noise:"))
+    own = np.asarray(b.windows[b.of_speaker(b.speakers.index(name))], np.float32).reshape(-1)
+    for pct in (-12.0, 12.0):
+        made = v.of_speaker(v.speakers.index(f"{name}@{pct:+g}%"))
+        shifted = audio.shift_voice(own, pct)
+        assert len(made) == len(shifted) // n  # higher voices are shorter: fewer windows
+        np.testing.assert_allclose(np.asarray(v.windows[made], np.float32).reshape(-1), shifted[: len(made) * n],
+                                   atol=2e-3)
+    assert not any("noise:" in s and "@" in s for s in v.speakers)
+
+    model = model_io.load(str(ge2e_trained))
+    emb = enroll_data.bank_embeddings(str(root), "train", model, bank=v, shifts=(-12.0, 12.0))
+    assert emb.shape == (len(v.windows), 256)
+    extra = sorted(root.glob("train.ge2e-*.shift-12_+12.npy"))
+    assert len(extra) == 1
+    k = len(b.windows)
+    np.testing.assert_allclose(emb[k : k + 2], np.asarray(model.embed(np.asarray(v.windows[k : k + 2], np.float32))),
+                               atol=1e-4)
+    stamp = extra[0].stat().st_mtime_ns
+    again = enroll_data.bank_embeddings(str(root), "train", model, bank=v, shifts=(-12.0, 12.0))
+    np.testing.assert_array_equal(again, emb)
+    assert extra[0].stat().st_mtime_ns == stamp  # from the cache
+    capsys.readouterr()
+    out = tmp_path / "shifted"
+    assert train.main(["--data", str(root), *GE2E_ARGS, "--model-dir", str(out), "--init-from", str(ge2e_trained),
+                       "--embed-dim", "256", "--speaker-encoder", "ge2e", "--voice-shifts", "-12", "12"]) == 0
+    assert f"{len(v.speakers)} training voices" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["train"]["voice_shifts"] == [-12.0, 12.0]

@@ -72,6 +72,32 @@ def load(root: str, split: str) -> Bank:
                 index["speakers"], int(meta["sample_rate"]))
 
 
+def with_voice_shifts(bank: Bank, shifts: Sequence[float]) -> Bank:
+    """``bank`` plus, for every shift (percent) and every speech voice, that voice resampled so its pitch and
+    formants move by the shift (:func:`vsep.audio.shift_voice`): a new voice named ``<name>@<shift>%``, its
+    windows cut from the voice's shifted windows end to end. The original windows keep their indices
+    (``[:len(bank.windows)]``); noises are not shifted. In memory: ``(1 + len(shifts))`` times the split."""
+    from vsep.audio import shift_voice
+
+    n = bank.windows.shape[1]
+    parts, speaker, speakers = [np.asarray(bank.windows)], [bank.speaker], list(bank.speakers)
+    for pct in shifts:
+        for s, name in enumerate(bank.speakers):
+            own = bank.of_speaker(s)
+            if name.startswith("noise:") or not len(own):
+                continue
+            y = shift_voice(np.asarray(bank.windows[own], np.float32).reshape(-1), float(pct))
+            count = len(y) // n
+            if not count:
+                continue
+            parts.append(y[: count * n].reshape(count, n).astype(np.float16))
+            speaker.append(np.full(count, len(speakers), np.int32))
+            speakers.append(f"{name}@{pct:+g}%")
+    is_noise = np.concatenate([bank.is_noise, np.zeros(sum(len(p) for p in parts[1:]), bool)])
+    return Bank(np.concatenate(parts), np.concatenate(speaker).astype(np.int32), is_noise, speakers,
+                bank.sample_rate)
+
+
 def speaker_windows(audio: Sequence[np.ndarray], cfg: PrepareConfig, meter: mixing.Loudness,
                     loop: bool = False) -> Iterator[np.ndarray]:
     """Normalised windows ``[cfg.window]`` of clips joined with short pauses; silent ones left out.

@@ -257,6 +257,10 @@ class TrainConfig:
                                        "encoder 'ge2e') trains on embeddings of the bank's windows computed once "
                                        "(cached in the bank): an enrollment is the mean of 1-8 windows' "
                                        "embeddings (4-32 s), without the enrollment's channel augmentation")
+    voice_shifts: tuple[float, ...] = opt((), "percent shifts of pitch and formants (e.g. -12 12) that make new "
+                                         "training voices of every voice in the bank's train split, each a "
+                                         "speaker of its own (vocal-tract-length perturbation): more voices than "
+                                         "the data has, for a conditioned model")
     seed: int = opt(0, "seed of shuffling, crops and augmentation")
 
 

@@ -203,22 +203,41 @@ def augment(mixture, enroll, sources, speaker, tcfg: TrainConfig):
     return x, tf.stack([target * fix, rest * fix], axis=1)
 
 
-def bank_embeddings(root: str, split: str, model, batch: int = 32) -> np.ndarray:
+def bank_embeddings(root: str, split: str, model, batch: int = 32, bank: bank_mod.Bank | None = None,
+                    shifts: tuple[float, ...] = ()) -> np.ndarray:
     """Embeddings ``[N, embed_dim]`` of every window of the bank's ``split`` by ``model.embed`` (a frozen
-    encoder), computed once and cached in the bank as ``<split>.<encoder>-<hash of its weights>.npy``."""
+    encoder), computed once and cached in the bank as ``<split>.<encoder>-<hash of its weights>.npy``.
+
+    ``bank``: the split with voices made by :func:`vsep.bank.with_voice_shifts` (``shifts``): its original
+    windows' embeddings come from that cache, the made voices' from ``...shift<shifts>.npy``.
+    """
     import hashlib
     import os
 
     digest = hashlib.sha1(b"".join(np.asarray(w).tobytes() for w in model.encoder.get_weights())).hexdigest()[:10]
     path = os.path.join(root, f"{split}.{model.cfg.speaker_encoder}-{digest}.npy")
     if os.path.exists(path):
-        return np.load(path)
-    windows = bank_mod.load(root, split).windows
-    emb = np.concatenate([np.asarray(model.embed(np.asarray(windows[i : i + batch], np.float32)), np.float32)
-                          for i in range(0, len(windows), batch)])
-    np.save(path + ".tmp.npy", emb)
-    os.replace(path + ".tmp.npy", path)
-    return emb
+        base = np.load(path)
+    else:
+        base = _embed_windows(model, bank_mod.load(root, split).windows, batch)
+        np.save(path + ".tmp.npy", base)
+        os.replace(path + ".tmp.npy", path)
+    if not shifts:
+        return base
+    extra_path = path[: -len(".npy")] + ".shift" + "_".join(f"{s:+g}" for s in shifts) + ".npy"
+    if os.path.exists(extra_path):
+        extra = np.load(extra_path)
+    else:
+        extra = _embed_windows(model, bank.windows[len(base):], batch)
+        np.save(extra_path + ".tmp.npy", extra)
+        os.replace(extra_path + ".tmp.npy", extra_path)
+    return np.concatenate([base, extra])
+
+
+def _embed_windows(model, windows, batch: int) -> np.ndarray:
+    """``model.embed`` of ``windows [N, n]`` in batches -> ``[N, embed_dim]`` float32."""
+    return np.concatenate([np.asarray(model.embed(np.asarray(windows[i : i + batch], np.float32)), np.float32)
+                           for i in range(0, len(windows), batch)])
 
 
 def make_datasets(root: str, cfg: ModelConfig, tcfg: TrainConfig, model=None):
@@ -231,6 +250,10 @@ def make_datasets(root: str, cfg: ModelConfig, tcfg: TrainConfig, model=None):
     import tensorflow as tf
 
     train_bank, val_bank = bank_mod.load(root, "train"), bank_mod.load(root, "val")
+    if tcfg.voice_shifts:  # more voices: every training voice shifted in pitch and formants (val as it is)
+        train_bank = bank_mod.with_voice_shifts(train_bank, tcfg.voice_shifts)
+        print(f"train: {len(train_bank.speakers)} training voices with shifts {tcfg.voice_shifts} "
+              f"({len(train_bank.windows)} windows)")
     if train_bank.sample_rate != cfg.sample_rate:
         raise ValueError(f"{root}: the bank is at {train_bank.sample_rate} Hz, the model at {cfg.sample_rate} Hz")
     n, ne = cfg.patch_samples(), train_bank.windows.shape[1]
@@ -242,7 +265,8 @@ def make_datasets(root: str, cfg: ModelConfig, tcfg: TrainConfig, model=None):
     if tcfg.precomputed_embeddings:
         if cfg.speaker_encoder != "ge2e" or model is None:
             raise ValueError("precomputed_embeddings needs a frozen pretrained encoder (--speaker-encoder ge2e)")
-        emb = {s: bank_embeddings(root, s, model) for s in emb}
+        emb = {"train": bank_embeddings(root, "train", model, bank=train_bank, shifts=tcfg.voice_shifts),
+               "val": bank_embeddings(root, "val", model)}
         ne = cfg.embed_dim
     spec = ((tf.TensorSpec([tcfg.batch_size, n], tf.float32), tf.TensorSpec([tcfg.batch_size, ne], tf.float32),
              tf.TensorSpec([tcfg.batch_size, 2, n], tf.float32), tf.TensorSpec([tcfg.batch_size], tf.int32)))
