@@ -41,6 +41,7 @@ def main() -> int:
     p.add_argument("--bench", action="append", default=[], metavar="LABEL=JSON",
                    help="a bench_enroll.py --out file to quote on the card (repeatable)")
     p.add_argument("--notes", default="", help="more text for the card (markdown)")
+    p.add_argument("--recipe", default="", help="the recipe that trained it (e.g. recipes/train_c7.sh)")
     args = p.parse_args()
     from vsep import model_io, onnx_model
 
@@ -63,19 +64,24 @@ def main() -> int:
     history = [json.loads(x) for x in (model / "history.jsonl").read_text().splitlines() if x.strip()]
     best = min(history, key=lambda h: h["val_loss"]) if history else {}
     mcfg, tcfg = doc["model"], doc["train"]
+    rnn = (f", and a residual bidirectional GRU ({mcfg['time_rnn']} units each way) along time at the bottleneck"
+           if mcfg.get("time_rnn") else "")
+    shifts = (f", and every training voice shifted by {', '.join(f'{x:+g}' for x in tcfg['voice_shifts'])} % in "
+              "pitch and formants as voices of their own" if tcfg.get("voice_shifts") else "")
     card = f"""# Bundled enrollment model: anybody from a clip of them alone
 
 What: the U-Net soft-mask separator of the bundled one-target model (depth {mcfg['depth']}, {mcfg['filters']} base
 filters, the same STFT: {mcfg['sample_rate']} Hz, window {mcfg['frame_length']}, hop {mcfg['frame_step']}),
 every encoder layer modulated per channel (FiLM) by a {mcfg['embed_dim']}-dimensional speaker embedding from a
-frozen pretrained GE2E encoder (`{mcfg.get('speaker_encoder', 'ge2e')}`). `vsep separate --enroll NAME=CLIP` serves it
+frozen pretrained GE2E encoder (`{mcfg.get('speaker_encoder', 'ge2e')}`){rnn}. `vsep separate --enroll NAME=CLIP` serves it
 (two or more voices: debate mode); no clip is needed for its stored voices
 ({', '.join(sorted(json.loads((model / model_io.EMBEDDINGS).read_text())))}). Files: weights
 {(dest / model_io.WEIGHTS).stat().st_size / 1e6:.1f} MB, `model.onnx` {(dest / onnx_model.ONNX).stat().st_size / 1e6:.1f} MB
 and `ge2e.npz` (what `vsep separate` runs with onnxruntime, without TensorFlow).
 
-Trained by `{' '.join(doc.get('command', []))}` (`recipes/train_c5.sh`), on `{doc.get('data')}` (`vsep bank`, every
-speaker of the training split a target; val and test voices, Biden and whole corpora held out), for
+Trained by `{' '.join(doc.get('command', []))}`{f" (`{args.recipe}`)" if args.recipe else ""}, on `{doc.get('data')}`
+(`vsep bank`, every speaker of the training split a target{shifts}; val and test voices, Biden and whole
+corpora held out), for
 {history[-1]['epoch'] if history else 0} epochs of {tcfg['steps_per_epoch']} steps of {tcfg['batch_size']} on two CPU
 cores; the weights are the best validation epoch's ({best.get('epoch')}, val loss {best.get('val_loss')},
 SNRi {best.get('val_snri')} dB on its own validation mix). Inference defaults (`separate.json`):
