@@ -361,10 +361,10 @@ def test_init_from_starts_a_new_run_at_another_models_weights(trained, data_dir,
     assert rc == 2 and "model config differs" in _one_line_error(capsys)
 
 
-def test_init_from_gains_a_time_rnn_served_by_tensorflow(trained, data_dir, tmp_path, capsys):
+def test_init_from_gains_a_time_rnn_served_by_onnx_and_tensorflow(trained, data_dir, tmp_path, capsys):
     """``--time-rnn`` on top of a model without one: its layers start at that model's weights, the new
-    block at zero (same masks); the ONNX graph is skipped with a note and separation runs on TensorFlow.
-    The way back (dropping the block) is refused."""
+    block at zero (same masks); training writes its ONNX graph (the GRU as ONNX's GRU op), which serves it,
+    and TensorFlow serves the same within float tolerance. The way back (dropping the block) is refused."""
     from vsep import train
     from vsep.api import Separator
 
@@ -373,19 +373,22 @@ def test_init_from_gains_a_time_rnn_served_by_tensorflow(trained, data_dir, tmp_
             "--learning-rate", "1e-9"]  # fmt: skip
     assert train.main(argv) == 0
     out = capsys.readouterr()
-    assert "starting from the weights of" in out.out and "model.onnx not written" in out.err
+    assert "starting from the weights of" in out.out and "model.onnx not written" not in out.err
     tuned, start = model_io.load(str(model_dir)), model_io.load(str(trained))
-    assert tuned.cfg.time_rnn == 4 and not (model_dir / "model.onnx").exists()
+    assert tuned.cfg.time_rnn == 4 and (model_dir / "model.onnx").exists()
     for layer in start.unet.layers:
         for w, v in zip(layer.get_weights(), tuned.unet.get_layer(layer.name).get_weights()):
             if w.ndim == 4:  # kernels (batch-norm statistics move with the step's batch)
                 np.testing.assert_allclose(w, v, atol=1e-6)
-    sep = Separator(str(model_dir))
-    assert sep.runtime == "tf"
     x = (0.1 * np.random.default_rng(0).normal(size=16000)).astype(np.float32)
-    out = sep.separate(x, 16000)
-    assert list(out) == [TARGET, "rest"]
-    assert all(y.shape == x.shape and np.all(np.isfinite(y)) for y in out.values())
+    outs = {}
+    for runtime in ("onnx", "tf"):
+        sep = Separator(str(model_dir), runtime=runtime, precision="float32")
+        assert sep.runtime.startswith(runtime)
+        outs[runtime] = sep.separate(x, 16000)
+        assert list(outs[runtime]) == [TARGET, "rest"]
+        assert all(y.shape == x.shape and np.all(np.isfinite(y)) for y in outs[runtime].values())
+    np.testing.assert_allclose(outs["onnx"][TARGET], outs["tf"][TARGET], atol=1e-3)
     rc = train.main([*_train_argv(data_dir, tmp_path / "back", 1, 1), "--init-from", str(model_dir)])
     assert rc == 2 and "model config differs" in _one_line_error(capsys)
 
