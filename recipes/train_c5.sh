@@ -13,12 +13,7 @@ cd "$(dirname "$0")/.."
 BANK=${BANK:-runs/bank}
 MODEL=${MODEL:-runs/c5}
 GE2E=${GE2E:-runs/ge2e.npz}
-[ -f runs/lake/index.jsonl ] || .venv/bin/vsep collect --speakers ../shared/data/speakers --noise ../shared/data/noise \
-  --rir ../shared/data/rir --lake runs/lake
-[ -f "$BANK/bank.json" ] || .venv/bin/vsep bank --lake runs/lake --config recipes/bank_enroll.json --output "$BANK"
-WHEEL=.venv/wheels/Resemblyzer-0.1.4-py3-none-any.whl  # make setup downloads it
-[ -f "$WHEEL" ] || .venv/bin/pip download resemblyzer==0.1.4 --no-deps -d .venv/wheels -q
-[ -f "$GE2E" ] || .venv/bin/python tools/ge2e_weights.py "$WHEEL" "$GE2E"
+. recipes/enroll_setup.sh  # lake, bank and GE2E weights where missing
 exec .venv/bin/vsep train --data "$BANK" --model-dir "$MODEL" --init-from vsep/models/default --embed-dim 256 \
   --speaker-encoder ge2e --speaker-weights "$GE2E" --precomputed-embeddings --pair-share 0.5 \
   --loss snr --learning-rate 0.0003 --batch-size 8 --eq-prob 0.5 --eq-db 6 --lowpass-prob 0.25 \

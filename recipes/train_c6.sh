@@ -15,12 +15,7 @@ MODEL=${MODEL:-runs/c6}
 GE2E=${GE2E:-runs/ge2e.npz}
 INIT=${INIT:-runs/c5}
 [ -f "$INIT/config.json" ] || INIT=vsep/models/enroll
-[ -f runs/lake/index.jsonl ] || .venv/bin/vsep collect --speakers ../shared/data/speakers --noise ../shared/data/noise \
-  --rir ../shared/data/rir --lake runs/lake
-[ -f "$BANK/bank.json" ] || .venv/bin/vsep bank --lake runs/lake --config recipes/bank_enroll.json --output "$BANK"
-WHEEL=.venv/wheels/Resemblyzer-0.1.4-py3-none-any.whl  # make setup downloads it
-[ -f "$WHEEL" ] || .venv/bin/pip download resemblyzer==0.1.4 --no-deps -d .venv/wheels -q
-[ -f "$GE2E" ] || .venv/bin/python tools/ge2e_weights.py "$WHEEL" "$GE2E"
+. recipes/enroll_setup.sh  # lake, bank and GE2E weights where missing
 exec .venv/bin/vsep train --data "$BANK" --model-dir "$MODEL" --init-from "$INIT" --embed-dim 256 --time-rnn 128 \
   --speaker-encoder ge2e --speaker-weights "$GE2E" --precomputed-embeddings --pair-share 0.5 \
   --loss snr --learning-rate 0.0001 --batch-size 8 --eq-prob 0.5 --eq-db 6 --lowpass-prob 0.25 \
