@@ -70,7 +70,7 @@ def speech_frames(x: np.ndarray, rate: int) -> np.ndarray:
 def read_clips(name: str, spec: str, rate: int) -> np.ndarray | list[np.ndarray]:
     """``CLIP`` or ``A,B,...`` (:data:`CLIP_SEP`) -> the checked clip, or the list of checked clips of one person
     (each readable and not silent; at least ``MIN_SPEECH_S`` of speech among them)."""
-    paths = [p for p in spec.split(CLIP_SEP)]
+    paths = spec.split(CLIP_SEP)
     if len(paths) == 1:
         return read_clip(name, spec, rate)
     if not all(paths):
