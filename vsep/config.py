@@ -158,6 +158,8 @@ class ModelConfig:
     )
     time_rnn: int = opt(0, "units of a bidirectional GRU along time at the U-Net's bottleneck, on every "
                         "frequency row, added as a residual (0: none; the graph is then served by TensorFlow)")
+    film_decoder: bool = opt(False, "a conditioned model also modulates every decoder layer but the last by the "
+                             "embedding (FiLM, identity at initialisation), not only the encoder layers")
     input_norm: str = opt(
         "mean",
         "U-Net input level: 'mean' divides each patch's magnitudes by their mean (level-invariant), "
@@ -198,6 +200,8 @@ class ModelConfig:
             raise ValueError(f"patch_frames must be at least 2**depth = {2**self.depth}")
         if self.embed_dim < 0:
             raise ValueError("embed_dim must be 0 (one target) or positive")
+        if self.film_decoder and not self.embed_dim:
+            raise ValueError("film_decoder needs a conditioned model (embed_dim > 0)")
         if self.speaker_encoder not in SPEAKER_ENCODERS:
             raise ValueError(f"speaker_encoder must be one of {', '.join(SPEAKER_ENCODERS)}")
         if self.speaker_encoder == "ge2e" and (self.embed_dim != 256 or self.sample_rate != 16000):

@@ -265,6 +265,8 @@ def _unet(g: _Graph, unet, cfg, x: str, film: tuple[str, str] | None = None) -> 
         if i > 0:  # before the rearrangement (elementwise, so the same): the 8-bit graph fuses it into the conv
             x = g.op("Relu", x)
         x = g.op("DepthToSpace", x, blocksize=2, mode="CRD")
+        if film and i > 0 and cfg.film_decoder:
+            x = _film(g, unet.get_layer(f"dec{i}_film"), x, *film)
     return g.op("Sigmoid", x)
 
 

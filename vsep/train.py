@@ -200,9 +200,11 @@ class TimeLimit:
 def init_weights(model, mcfg: ModelConfig, model_dir: str) -> None:
     """Start from the weights of ``model_dir`` (fine-tuning); its architecture and STFT must be ``mcfg``'s."""
     other, _, _ = model_io.read_config(model_dir)
-    # a model may gain speaker conditioning (from a one-target model) or a time RNN (from one without)
+    # a model may gain speaker conditioning (from a one-target model), a time RNN or decoder FiLM (from one
+    # without: both start as the identity)
     gains = {"embed_dim", "speaker_encoder"} if other.embed_dim == 0 else set()
     gains |= {"time_rnn"} if other.time_rnn == 0 else set()
+    gains |= {"film_decoder"} if not other.film_decoder else set()
     if dataclasses.replace(other, **{k: getattr(mcfg, k) for k in gains}) != mcfg:
         raise ValueError(f"--init-from {model_dir}: its model config differs from this run's")
     source = model_io.load(model_dir)
