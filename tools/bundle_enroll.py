@@ -72,7 +72,7 @@ def main() -> int:
 
 What: the U-Net soft-mask separator of the bundled one-target model (depth {mcfg['depth']}, {mcfg['filters']} base
 filters, the same STFT: {mcfg['sample_rate']} Hz, window {mcfg['frame_length']}, hop {mcfg['frame_step']}),
-every encoder layer modulated per channel (FiLM) by a {mcfg['embed_dim']}-dimensional speaker embedding from a
+every encoder layer{' and every decoder layer but the last' if mcfg.get('film_decoder') else ''} modulated per channel (FiLM) by a {mcfg['embed_dim']}-dimensional speaker embedding from a
 frozen pretrained GE2E encoder (`{mcfg.get('speaker_encoder', 'ge2e')}`){rnn}. `vsep separate --enroll NAME=CLIP` serves it
 (two or more voices: debate mode); no clip is needed for its stored voices
 ({', '.join(sorted(json.loads((model / model_io.EMBEDDINGS).read_text())))}). Files: weights
