@@ -55,3 +55,35 @@ def test_different_architectures_are_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "configs differ" in err[0]
     assert not (tmp_path / "s").exists()
+
+
+def test_a_model_without_decoder_film_is_lifted_to_the_identity_and_averaged(tmp_path):
+    """A fine-tune that added decoder FiLM (and a weights file that also holds its optimizer's state) can be
+    averaged with the model it started from: that one takes part as itself, its missing FiLM as the identity."""
+    from dataclasses import replace
+
+    import keras
+    import tensorflow as tf
+
+    base_cfg = replace(TINY, embed_dim=8)
+    film_cfg = replace(base_cfg, film_decoder=True)
+    base, _ = _model_dir(tmp_path, "base", 1, base_cfg)
+    film, w_film = _model_dir(tmp_path, "film", 2, film_cfg)
+    trained = model_io.load(str(film))  # as a training run writes it: optimizer variables in the file too
+    trained.compile(optimizer=keras.optimizers.Adam())
+    trained.optimizer.build(trained.trainable_variables)
+    model_io.save_weights(trained, str(film))
+    x = tf.random.normal([2, TINY.patch_samples()], seed=3) * 0.1
+    emb = tf.math.l2_normalize(tf.random.normal([2, 8], seed=4), axis=-1)
+    want = model_io.load(str(base))(x, embedding=emb).numpy()
+    only_base = soup.soup([(str(film), 0.0), (str(base), 1.0)], str(tmp_path / "s0"), serving=False)
+    np.testing.assert_allclose(model_io.load(str(only_base))(x, embedding=emb).numpy(), want, atol=1e-5)
+    half = model_io.load(str(soup.soup([(str(film), 1.0), (str(base), 1.0)], str(tmp_path / "s1"), serving=False)))
+    film_layer = half.unet.get_layer("dec1_film").get_weights()
+    fresh = model_io.load(str(film)).unet.get_layer("dec1_film").get_weights()
+    lifted = model_io.load(soup.lift(str(base), str(film), str(tmp_path / "l")))
+    identity = lifted.unet.get_layer("dec1_film").get_weights()
+    for got, a, b in zip(film_layer, fresh, identity):
+        np.testing.assert_allclose(got, 0.5 * a + 0.5 * b, rtol=1e-5, atol=1e-6)
+    assert np.abs(half(x, embedding=emb).numpy() - want).max() > 1e-4  # the FiLM fine-tune does count
+    assert len(w_film) == len(half.get_weights())

@@ -6,9 +6,12 @@ Averaging the weights of a fine-tuned model with the model it was fine-tuned fro
 al. 2022) or with sibling fine-tunes (model soups) often holds up better on data unlike the fine-tuning
 data than either model alone, at no cost at inference: the result is one model of the same size. Every
 variable of ``model.weights.h5`` (batch-norm statistics included) is averaged with the given weights
-(normalised to sum to 1); the configs' ``model`` sections must be equal. The output is a model directory:
-the first model's ``config.json`` and ``splits.json``, the averaged weights, and ``soup.json`` naming the
-ingredients and their weights.
+(normalised to sum to 1); the configs' ``model`` sections must be equal, except that an ingredient without
+decoder FiLM, a time RNN or speaker conditioning that the first model has is first given them as the identity
+(as ``vsep train --init-from`` does), so a fine-tune that added them can be averaged with the model it started
+from. The output is a model directory: the first model's ``config.json``, ``splits.json`` and stored voices
+(``embeddings.json``), the averaged weights, ``soup.json`` naming the ingredients and their weights, and
+``model.onnx`` for fast serving.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import json
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,15 +37,71 @@ def _datasets(h5) -> dict[str, object]:
     return found
 
 
-def soup(models: list[tuple[str, float]], output: str) -> Path:
-    """Write the weighted average of ``models`` (``[(directory, weight)]``) to ``output``; returns it."""
-    import h5py
+def lift(model_dir: str, like: str, output: str) -> str:
+    """Write ``model_dir``'s weights in the architecture of ``like`` to ``output`` (a model directory with
+    ``like``'s config): the layers ``model_dir`` lacks (decoder FiLM, a time RNN, speaker conditioning) start as
+    the identity (:func:`vsep.train.init_weights`), so the lifted model computes what ``model_dir`` computes."""
+    from vsep import model_io
+    from vsep.model import SeparationModel
+    from vsep.train import init_weights
 
+    mcfg, tcfg, _ = model_io.read_config(like)
+    model = SeparationModel(mcfg, tcfg).build_for(mcfg.patch_samples(2**mcfg.depth))
+    init_weights(model, mcfg, model_dir)
+    Path(output).mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(like) / "config.json", Path(output) / "config.json")
+    model_io.save_weights(model, output)
+    return output
+
+
+def _same_architecture(models: list[tuple[str, float]], tmp: str) -> list[tuple[str, float]]:
+    """``models`` with every ingredient whose model config differs from the first's lifted to it (see :func:`lift`)."""
+    first = json.loads((Path(models[0][0]) / "config.json").read_text())["model"]
+    out = [models[0]]
+    for i, (d, w) in enumerate(models[1:], 1):
+        if json.loads((Path(d) / "config.json").read_text())["model"] != first:
+            try:
+                d = lift(d, models[0][0], str(Path(tmp) / f"lifted{i}"))
+            except ValueError:
+                raise ValueError("the models' configs differ: only models of one architecture (or one that "
+                                 "adds identity-initialised layers to the others) can be averaged") from None
+        out.append((d, w))
+    return out
+
+
+def _serving_files(first: Path, out: Path) -> None:
+    """``model.onnx`` (and ``ge2e.npz`` for a GE2E-conditioned model) for the averaged weights, where onnx is
+    installed; ``vsep separate`` serves with TensorFlow without them."""
+    from vsep import model_io, onnx_model
+
+    if (first / "embeddings.json").exists():
+        shutil.copy(first / "embeddings.json", out / "embeddings.json")
+    try:
+        onnx_model.write(model_io.load(str(out)), out)
+    except ImportError:
+        pass
+
+
+def soup(models: list[tuple[str, float]], output: str, serving: bool = True) -> Path:
+    """Write the weighted average of ``models`` (``[(directory, weight)]``) to ``output``; returns it."""
     if len(models) < 2:
         raise ValueError("a soup needs two or more models")
     total = sum(w for _, w in models)
     if total <= 0 or any(w < 0 for _, w in models):
         raise ValueError("weights must be non-negative and not all zero")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = _average(_same_architecture(models, tmp), output, total)
+    (out / "soup.json").write_text(json.dumps({"ingredients": [{"model": str(d), "weight": w / total}
+                                                               for d, w in models]}, indent=1))
+    if serving:
+        _serving_files(Path(models[0][0]), out)
+    return out
+
+
+def _average(models: list[tuple[str, float]], output: str, total: float) -> Path:
+    """The weighted average of the ``model.weights.h5`` of ``models`` (one architecture) into ``output``."""
+    import h5py
+
     configs = [json.loads((Path(d) / "config.json").read_text())["model"] for d, _ in models]
     if any(c != configs[0] for c in configs[1:]):
         raise ValueError("the models' configs differ: only models of one architecture can be averaged")
@@ -55,7 +115,8 @@ def soup(models: list[tuple[str, float]], output: str) -> Path:
     files = [h5py.File(Path(d) / WEIGHTS, "r") for d, _ in models]
     try:
         shutil.copy(Path(models[0][0]) / WEIGHTS, tmp)  # the first file's layout, values replaced below
-        sets = [_datasets(f) for f in files]
+        # the model's variables; a training run's file may also hold its optimizer's (the first file's are kept)
+        sets = [{k: v for k, v in _datasets(f).items() if not k.startswith("optimizer/")} for f in files]
         if any(set(s) != set(sets[0]) for s in sets[1:]):
             raise ValueError("the models' weight files hold different variables")
         with h5py.File(tmp, "r+") as dst:
@@ -68,8 +129,6 @@ def soup(models: list[tuple[str, float]], output: str) -> Path:
         for f in files:
             f.close()
     tmp.replace(out / WEIGHTS)
-    (out / "soup.json").write_text(json.dumps({"ingredients": [{"model": str(d), "weight": w / total}
-                                                               for d, w in models]}, indent=1))
     return out
 
 
