@@ -215,3 +215,36 @@ def test_voice_shifts_make_new_training_voices_embedded_once(ge2e_trained, enrol
                        "--embed-dim", "256", "--speaker-encoder", "ge2e", "--voice-shifts", "-12", "12"]) == 0
     assert f"{len(v.speakers)} training voices" in capsys.readouterr().out
     assert json.loads((out / "config.json").read_text())["train"]["voice_shifts"] == [-12.0, 12.0]
+
+
+@needs_wheel
+def test_a_resumed_ge2e_run_keeps_the_pretrained_encoder(ge2e_trained, tmp_path):
+    """The checkpoints do not hold the frozen GE2E's LSTMs (training on precomputed embeddings never calls it):
+    a resumed run loads them again, so its embeddings and saved model are the pretrained encoder's, not random."""
+    import keras
+
+    from vsep import model_io, train
+    from vsep.config import TrainConfig
+    from vsep.model import SeparationModel
+
+    mcfg, _, _ = model_io.read_config(str(ge2e_trained))
+    tcfg = TrainConfig(precomputed_embeddings=True, speaker_weights=str(ge2e_trained.parent / "ge2e.npz"))
+
+    def compiled():
+        model = SeparationModel(mcfg, tcfg).build_for()
+        model.compile(optimizer=keras.optimizers.Adam())
+        model.optimizer.build(model.trainable_variables)
+        return model
+
+    first = compiled()
+    assert train.starting_weights(first, train.TrainingState(str(tmp_path), first, tcfg), mcfg, tcfg, None) == 0
+    state = train.TrainingState(str(tmp_path), first, tcfg)
+    state.manager.save(checkpoint_number=3)
+    (tmp_path / "checkpoints" / "state.json").write_text(json.dumps({**state.state, "epoch": 3}))
+    resumed = compiled()
+    random = [w.copy() for w in resumed.encoder.get_weights()]
+    assert train.starting_weights(resumed, train.TrainingState(str(tmp_path), resumed, tcfg), mcfg, tcfg, None) == 3
+    pairs = list(zip(first.encoder.get_weights(), resumed.encoder.get_weights(), random))
+    assert len(pairs) > 2 and any(np.abs(w - r).max() > 1e-3 for w, _, r in pairs)
+    for want, got, _ in pairs:
+        np.testing.assert_array_equal(got, want)

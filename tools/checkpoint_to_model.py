@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"checkpoint_to_model: no checkpoint {ckpt}", file=sys.stderr)
         return 2
     mcfg, tcfg, _ = model_io.read_config(str(args.model_dir))
-    model = SeparationModel(mcfg, tcfg).build_for()
+    # the checkpoint holds what training tracks; a frozen GE2E speaker encoder is not among it, so every weight
+    # starts from the best epoch's file and the checkpoint's overwrite what it has
+    model = model_io.load(str(args.model_dir)) if mcfg.embed_dim else SeparationModel(mcfg, tcfg).build_for()
     status = tf.train.Checkpoint(model=model).restore(str(ckpt))
     status.assert_existing_objects_matched().expect_partial()  # every model weight; the optimizer is not needed
     args.output_dir.mkdir(parents=True, exist_ok=True)

@@ -218,15 +218,29 @@ def init_weights(model, mcfg: ModelConfig, model_dir: str) -> None:
     print(f"train: starting from the weights of {model_dir}")
 
 
+def starting_weights(model, state: TrainingState, mcfg: ModelConfig, tcfg, init_from: str | None) -> int:
+    """Restore the run's last checkpoint (a resumed run keeps its own weights) or start from ``init_from``;
+    returns the epoch to start from. A frozen GE2E encoder is loaded on every start, resumed or not: the
+    checkpoints do not hold its LSTMs (it is never called in training on precomputed embeddings)."""
+    initial_epoch = state.restore()
+    if init_from and not initial_epoch:
+        init_weights(model, mcfg, init_from)
+    if mcfg.speaker_encoder == "ge2e":
+        _ge2e_weights(model, tcfg, init_from)
+    return initial_epoch
+
+
 def _ge2e_weights(model, tcfg, init_from: str | None) -> None:
-    """A new run of a GE2E-conditioned model takes the encoder's pretrained weights from ``--speaker-weights``
+    """A run of a GE2E-conditioned model takes the encoder's pretrained weights from ``--speaker-weights``
     (or from an ``--init-from`` model that has them); a frozen encoder with random weights is refused."""
     if tcfg.speaker_weights:
         from vsep.ge2e import load_npz
 
         load_npz(model.encoder, tcfg.speaker_weights)
         print(f"train: GE2E speaker encoder from {tcfg.speaker_weights}")
-    elif not (init_from and model_io.read_config(init_from)[0].speaker_encoder == "ge2e"):
+    elif init_from and model_io.read_config(init_from)[0].speaker_encoder == "ge2e":
+        model.encoder.set_weights(model_io.load(init_from).encoder.get_weights())
+    else:
         raise ValueError("speaker_encoder 'ge2e' needs its pretrained weights: --speaker-weights FILE.npz "
                          "(tools/ge2e_weights.py)")
 
@@ -287,11 +301,7 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     state = TrainingState(args.model_dir, model, tcfg)
     state.skipped = skipped
     state.data = data
-    initial_epoch = state.restore()
-    if args.init_from and not initial_epoch:  # a resumed run keeps its own weights
-        init_weights(model, mcfg, args.init_from)
-    if mcfg.speaker_encoder == "ge2e" and not initial_epoch:
-        _ge2e_weights(model, tcfg, args.init_from)
+    initial_epoch = starting_weights(model, state, mcfg, tcfg, args.init_from)
     if state.state.get("stopped") or initial_epoch >= tcfg.epochs:
         print(f"train: already finished at epoch {initial_epoch} (best val_loss {state.state['best_val_loss']})")
         return state.state
