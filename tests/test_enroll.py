@@ -107,6 +107,33 @@ def test_pairs_are_one_mixture_both_ways_and_enrollments_average_other_windows(b
     assert not np.array_equal(mixture[4], mixture[5])  # then single examples
 
 
+def test_similar_pairs_draw_the_second_voice_among_the_nearest_other_persons():
+    """``similar_pairs``: the second voice of a pair is one of the voices nearest the first by mean embedding,
+    never the first voice's own pitch-shifted copy; validation pairs stay drawn at random."""
+    from vsep.enroll_data import Sampler, nearest_voices
+
+    names = ["a", "a@+12%", "b", "c", "d", "noise:n"]
+    speaker = np.repeat(np.arange(6), 2).astype(np.int32)
+    windows = np.random.default_rng(0).normal(0, 0.1, (12, 8000)).astype(np.float16)
+    b = bank.Bank(windows, speaker, speaker == 5, names, 16000)
+    direction = {"a": [1, 0, 0], "a@+12%": [1, 0.01, 0], "b": [0.9, 0.4, 0], "c": [0, 1, 0], "d": [0, 0, 1],
+                 "noise:n": [0, 0, 1]}
+    emb = np.array([direction[names[s]] for s in speaker], np.float32)
+    near = nearest_voices(emb, b, [0, 1, 2, 3, 4], 1)
+    assert near[0].tolist() == [2] and near[1].tolist() == [2] and near[3].tolist() == [2]  # not a's copy
+    cfg = TrainConfig(pair_share=1.0, similar_pairs=1.0, precomputed_embeddings=True, target_share=0.0)
+    s = Sampler(b, 4000, TARGET, cfg, "train", emb)
+    rng = np.random.default_rng(2)
+    drawn = {(p[0][3], p[1][3]) for p in (s.pair(rng) for _ in range(200))}
+    assert drawn and all(second in s.nearest[first] for first, second in drawn)
+    assert {(0, 2), (2, 0)} <= drawn or {(0, 2), (1, 2)} <= drawn
+    assert Sampler(b, 4000, TARGET, cfg, "val", emb).nearest is None
+    with pytest.raises(ValueError, match="needs precomputed_embeddings"):
+        from vsep.enroll_data import make_datasets
+
+        make_datasets("unused", TINY, TrainConfig(similar_pairs=0.5))
+
+
 def _conditioned(cfg=TINY):
     from vsep.model import SeparationModel
 

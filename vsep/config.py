@@ -257,6 +257,10 @@ class TrainConfig:
     pair_share: float = opt(0.0, "share of a conditioned model's training examples given in pairs: one mixture "
                             "of two voices twice, once with each voice's enrollment and that voice as the target, "
                             "so the enrollment is the only cue that tells the two answers apart")
+    similar_pairs: float = opt(0.0, "share of those pairs whose second voice is one of the voices nearest the "
+                               "first by mean embedding (hard negatives, not the same person shifted; needs "
+                               "precomputed_embeddings): more of the mixtures where voices are easy to confuse; "
+                               "training only")
     precomputed_embeddings: bool = opt(False, "a conditioned model with the frozen pretrained encoder (speaker_"
                                        "encoder 'ge2e') trains on embeddings of the bank's windows computed once "
                                        "(cached in the bank): an enrollment is the mean of 1-8 windows' "

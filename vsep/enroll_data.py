@@ -54,6 +54,7 @@ TURNS_SHARE = 0.35
 SNR_DB = (0.0, 10.0)
 IMPOSTOR_SHIFT = (8.0, 20.0)  # percent
 ENROLL_WINDOWS = 8  # most bank windows averaged into one precomputed enrollment
+SIMILAR_K = 10  # TrainConfig.similar_pairs draws the second voice among this many nearest voices
 PAIR_NOISE = 1 / 3  # share of pairs with a noise under the two voices
 
 
@@ -89,6 +90,9 @@ class Sampler:
             raise ValueError(f"the bank's {split} split needs two speakers, one of them with two or more windows")
         if not len(self.noise):
             raise ValueError(f"the bank has no noise windows in its {split} split (hold out a noise for val too)")
+        self.nearest = None
+        if tcfg.similar_pairs > 0 and split == "train" and embeddings is not None:
+            self.nearest = nearest_voices(embeddings, bank, self.targets, SIMILAR_K)
 
     def _crop(self, rng: np.random.Generator, w: int, n: int) -> np.ndarray:
         x = np.asarray(self.bank.windows[w], np.float32)
@@ -123,6 +127,8 @@ class Sampler:
         n, rate = self.length, self.bank.sample_rate
         a = self._speaker(rng)
         b = self.targets[int(rng.integers(len(self.targets)))]
+        if self.nearest is not None and len(self.nearest[a]) and rng.random() < self.tcfg.similar_pairs:
+            b = int(rng.choice(self.nearest[a]))
         while b == a:
             b = self.targets[int(rng.integers(len(self.targets)))]
         w_a, w_b = int(rng.choice(self.windows_of[a])), int(rng.choice(self.windows_of[b]))
@@ -180,6 +186,19 @@ class Sampler:
             parts = [e for _ in range(pairs) for e in self.pair(rng)]
             parts += [self.example(rng) for _ in range(batch - len(parts))]
             yield tuple(np.stack([p[k] for p in parts]) for k in range(4))
+
+
+def nearest_voices(embeddings: np.ndarray, bank: bank_mod.Bank, voices: list[int], k: int) -> dict[int, np.ndarray]:
+    """``{voice: its k nearest voices}`` among ``voices`` by the cosine of their mean window embeddings
+    (``embeddings [windows, D]``), leaving out the voice itself and its pitch-shifted copies (``name@shift%``)."""
+    means = np.stack([embeddings[bank.of_speaker(v)].mean(axis=0) for v in voices])
+    means /= np.linalg.norm(means, axis=1, keepdims=True) + 1e-8
+    person = np.array([bank.speakers[v].split("@")[0] for v in voices])
+    sim = means @ means.T
+    sim[person[:, None] == person[None, :]] = -np.inf
+    order = np.argsort(-sim, axis=1)[:, :k]
+    return {v: np.array([voices[j] for j in row if np.isfinite(sim[i, j])], np.int64)
+            for i, (v, row) in enumerate(zip(voices, order))}
 
 
 def augment(mixture, enroll, sources, speaker, tcfg: TrainConfig):
@@ -249,6 +268,10 @@ def make_datasets(root: str, cfg: ModelConfig, tcfg: TrainConfig, model=None):
     """
     import tensorflow as tf
 
+    if not 0.0 <= tcfg.similar_pairs <= 1.0:
+        raise ValueError(f"similar_pairs must lie in [0, 1], got {tcfg.similar_pairs}")
+    if tcfg.similar_pairs and not tcfg.precomputed_embeddings:
+        raise ValueError("similar_pairs needs precomputed_embeddings (the voices are compared by them)")
     train_bank, val_bank = bank_mod.load(root, "train"), bank_mod.load(root, "val")
     if tcfg.voice_shifts:  # more voices: every training voice shifted in pitch and formants (val as it is)
         train_bank = bank_mod.with_voice_shifts(train_bank, tcfg.voice_shifts)

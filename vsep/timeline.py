@@ -74,9 +74,10 @@ class Tracker:
         return p[source], p.sum(axis=0) - p[source]
 
 
-def confidence(target_power: np.ndarray, rest_power: np.ndarray, smooth_s: float = SMOOTH_S) -> np.ndarray:
-    """Per-frame confidence ``[frames]`` in [0, 1]: the target share smoothed over ``smooth_s``, 0 where all is
-    quiet."""
+def confidence(target_power: np.ndarray, rest_power: np.ndarray, smooth_s: float = SMOOTH_S,
+               quiet_db: float = QUIET_DB) -> np.ndarray:
+    """Per-frame confidence ``[frames]`` in [0, 1]: the target share smoothed over ``smooth_s``, 0 where the
+    target's estimate is ``quiet_db`` or more below its loudest."""
     total = target_power + rest_power
     share = target_power / (total + 1e-12)
     width = max(1, int(round(smooth_s / FRAME_S)))
@@ -85,7 +86,7 @@ def confidence(target_power: np.ndarray, rest_power: np.ndarray, smooth_s: float
     smooth_all = np.convolve(total, kernel, mode="same")
     share = smooth_t / (smooth_all + 1e-12) if len(share) else share
     loudest = float(np.max(smooth_t)) if len(smooth_t) else 0.0
-    quiet = smooth_t < loudest * 10 ** (-QUIET_DB / 10) if loudest > 0 else np.ones_like(share, bool)
+    quiet = smooth_t < loudest * 10 ** (-quiet_db / 10) if loudest > 0 else np.ones_like(share, bool)
     return np.where(quiet, 0.0, share).astype(np.float32)
 
 
