@@ -228,7 +228,7 @@ def main() -> int:
             row = evaluate.score(ex, {"model": est, "mixture": np.stack([mixture, mixture])}, rate, ("target", "rest"))
             tracker = timeline.Tracker(rate)
             tracker.update(np.asarray(fn(turn_mix)))
-            conf = timeline.confidence(*tracker.energies())
+            conf = timeline.confidence(*tracker.energies(), quiet_db=timeline.ENROLLED_QUIET_DB)
             if args.dump_frames:
                 clean = timeline.Tracker(rate)
                 clean.update(np.stack([target * gate, np.zeros_like(target)]))
@@ -236,7 +236,7 @@ def main() -> int:
                 dumped.update({f"{key}_target": tracker.energies()[0], f"{key}_rest": tracker.energies()[1],
                                f"{key}_clean": clean.energies()[0]})
             truth = timeline.reference_activity(target * gate, rate, len(conf))
-            frames = timeline.frame_scores(timeline.active(conf, timeline.THRESHOLD), truth)
+            frames = timeline.frame_scores(timeline.active(conf, timeline.ENROLLED_THRESHOLD), truth)
             sweep = {f"timeline_pr@{th:g}": [timeline.frame_scores(timeline.active(conf, th), truth)[k]
                                             for k in ("precision", "recall")] for th in args.timeline_thresholds}
             alone = np.asarray(fn(target))[0]  # the enrolled voice alone: kept whole?

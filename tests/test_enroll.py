@@ -231,6 +231,10 @@ def test_separate_with_two_enrolled_voices_writes_each_and_the_rest(trained, tmp
     for n in ("alice", "bob", TARGET):
         assert (folder / f"{n}.timeline.json").exists() and (folder / f"{n}.timeline.csv").exists()
         assert json.loads((folder / f"{n}.timeline.json").read_text())["threshold"] == timeline.DEBATE_THRESHOLD
+    assert separate.main([str(mix), "--model", str(trained), "--enroll", f"alice={a}", "-o", str(tmp_path / "one"),
+                          "--no-progress"]) == 0  # one enrolled voice: its own detector
+    doc = json.loads((tmp_path / "one" / "mix" / "alice.timeline.json").read_text())
+    assert doc["threshold"] == timeline.ENROLLED_THRESHOLD != timeline.THRESHOLD
 
 
 @pytest.mark.parametrize("case,msg", [("short", "s of speech; at least 3 s"), ("silent", "is silent"),

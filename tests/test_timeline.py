@@ -85,6 +85,24 @@ def test_silence_has_no_segments_and_files_agree():
     assert [(float(r["start"]), float(r["end"]), float(r["confidence"])) for r in rows] == [(0.5, 1.25, 0.8)]
 
 
+def test_the_quiet_floor_silences_a_faint_target_estimate_and_each_mode_has_its_detector():
+    """A stretch where the target's estimate is 45 dB below its loudest (a leak, breath, a noise floor) counts as
+    speech with the 50 dB floor and as silence with the enrolled voice's 40 dB one."""
+    t = np.arange(RATE * 4) / RATE
+    tone = np.sin(2 * np.pi * 220 * t).astype(np.float32)
+    target = tone * np.where(t < 1.5, 1.0, 10 ** (-45 / 20)).astype(np.float32)
+    rest = tone * np.float32(10 ** (-50 / 20))  # a faint rest throughout: the share alone is high everywhere
+    tracker = timeline.Tracker(RATE)
+    tracker.update(np.stack([target, rest]))
+    late = slice(int(2.0 / timeline.FRAME_S), int(3.5 / timeline.FRAME_S))
+    for quiet_db, speaks in ((50.0, True), (40.0, False)):
+        on = timeline.active(timeline.confidence(*tracker.energies(), quiet_db=quiet_db), timeline.ENROLLED_THRESHOLD)
+        assert on[int(0.5 / timeline.FRAME_S)] and bool(on[late].all()) == speaks and bool(on[late].any()) == speaks
+    assert timeline.detector(conditioned=False, voices=1) == (timeline.THRESHOLD, timeline.QUIET_DB)
+    assert timeline.detector(conditioned=True, voices=1) == (timeline.ENROLLED_THRESHOLD, timeline.ENROLLED_QUIET_DB)
+    assert timeline.detector(conditioned=True, voices=2) == (timeline.DEBATE_THRESHOLD, timeline.QUIET_DB)
+
+
 def test_precision_recall():
     truth = np.array([0, 1, 1, 1, 0, 0], bool)
     pred = np.array([0, 1, 1, 0, 0, 1], bool)

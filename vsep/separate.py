@@ -206,6 +206,7 @@ def folder_names(paths: Sequence[str]) -> list[str]:
 def separate_file(
     path: str, out_dir: str | Path, separate_fn, cfg, show_progress: bool = True, name: str | None = None,
     channels_fn=None, timeline_threshold: float | None = None, names: Sequence[str] | None = None,
+    timeline_quiet_db: float | None = None,
 ) -> list[str]:
     """Separate one file into ``out_dir/<name or stem>/{target,rest}.wav``; raises AudioError for bad input.
 
@@ -251,7 +252,8 @@ def separate_file(
             if ok and timeline_threshold is not None:
                 for i, voice in enumerate(names[:-1]):
                     files += timeline.write(Path(local), voice, tracker, timeline_threshold,
-                                            opened.frames / opened.rate, source=i)
+                                            opened.frames / opened.rate, source=i,
+                                            quiet_db=timeline.QUIET_DB if timeline_quiet_db is None else timeline_quiet_db)
     finally:
         opened.cleanup()
     return [storage.join(folder, f.name) for f in files]
@@ -271,8 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not write <target>.timeline.json/.csv (when the target speaks: start, end, confidence)")
     p.add_argument("--timeline-threshold", type=float, default=None, metavar="SHARE",
                    help="share of the separated energy above which a frame counts as the target speaking "
-                        "(default 0.2, and 0.1 in debate mode where the other named voices take their share; chosen "
-                        "on validation sets)")
+                        "(default 0.2; 0.15 for one enrolled voice, with frames 40 dB below its loudest silent; 0.1 "
+                        "in debate mode where the other named voices take their share; chosen on validation sets)")
     config.add_arguments(p, config.SeparateConfig)
     return p
 
@@ -298,14 +300,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     channels_fn = None if args.mono else served.channels
     from vsep import timeline
 
-    debate = len(served.names) > 2  # two or more named voices, then the rest
-    threshold = None if args.no_timeline else (args.timeline_threshold if args.timeline_threshold is not None else
-                                               timeline.DEBATE_THRESHOLD if debate else timeline.THRESHOLD)
+    # two or more named voices (debate mode), one enrolled voice, or the one-target model: each its own detector
+    threshold, quiet_db = timeline.detector(bool(served.cfg.embed_dim), len(served.names) - 1)
+    if args.timeline_threshold is not None:
+        threshold = args.timeline_threshold
+    threshold = None if args.no_timeline else threshold
     failed = 0
     for path, name in zip(args.files, folder_names(args.files)):
         try:
             files = separate_file(path, args.output_dir, served.mono, served.cfg, not args.no_progress, name,
-                                  channels_fn=channels_fn, timeline_threshold=threshold, names=served.names)
+                                  channels_fn=channels_fn, timeline_threshold=threshold, names=served.names,
+                                  timeline_quiet_db=quiet_db)
             print("  ".join(files))
         except (AudioError, RuntimeError, OSError) as e:
             failed += 1
