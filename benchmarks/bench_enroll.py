@@ -169,6 +169,7 @@ def main() -> int:
     p.add_argument("--max-speakers", type=int, default=40)
     p.add_argument("--enroll-seconds", type=float, nargs="+", default=[10.0, 30.0])
     p.add_argument("--target-floor", type=float, default=None)
+    p.add_argument("--shifts", type=int, default=None, help="test-time passes (vsep separate --shifts; default 2)")
     p.add_argument("--wiener", action="store_true", help="ratio-normalised masks in one-voice mode (vsep separate --wiener)")
     p.add_argument("--windows-as-clips", action="store_true",
                    help="enroll from each 4 s window as a clip of its own, as NAME=A,B,... does with soundbites of "
@@ -192,7 +193,8 @@ def main() -> int:
     bank.target = json.loads((Path(args.bank) / "bank.json").read_text())["target"]
     model = model_io.load(args.model)
     rate = model.cfg.sample_rate
-    scfg = SeparateConfig(wiener=args.wiener, **({} if args.target_floor is None else {"target_floor": args.target_floor}))
+    scfg = SeparateConfig(wiener=args.wiener, **({} if args.target_floor is None else {"target_floor": args.target_floor}),
+                          **({} if args.shifts is None else {"shifts": args.shifts}))
     window_s = bank.windows.shape[1] / rate
     longest = int(np.ceil(max(args.enroll_seconds) / window_s))
     if args.agreement:
