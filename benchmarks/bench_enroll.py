@@ -193,8 +193,8 @@ def main() -> int:
     bank.target = json.loads((Path(args.bank) / "bank.json").read_text())["target"]
     model = model_io.load(args.model)
     rate = model.cfg.sample_rate
-    scfg = SeparateConfig(wiener=args.wiener, **({} if args.target_floor is None else {"target_floor": args.target_floor}),
-                          **({} if args.shifts is None else {"shifts": args.shifts}))
+    given = {"target_floor": args.target_floor, "shifts": args.shifts}  # None: the SeparateConfig default
+    scfg = SeparateConfig(wiener=args.wiener, **{k: v for k, v in given.items() if v is not None})
     window_s = bank.windows.shape[1] / rate
     longest = int(np.ceil(max(args.enroll_seconds) / window_s))
     if args.agreement:
