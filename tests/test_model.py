@@ -315,13 +315,15 @@ def test_bfloat16_unet_shares_weights_and_stays_close_to_float32():
     assert 0 < rel < 0.05, rel  # bfloat16 has 8 bits of mantissa: close, not equal
 
 
-@pytest.mark.parametrize("frames", [37, 64])
-def test_time_rnn_block_starts_as_the_unet_without_it_and_then_learns(frames):
+@pytest.mark.parametrize("frames,levels", [(37, 1), (64, 1), (37, 2)])
+def test_time_rnn_block_starts_as_the_unet_without_it_and_then_learns(frames, levels):
     """--time-rnn: the residual GRU's projection starts at zero, so a U-Net that gains it from another's
-    weights computes the same masks (any frame count); once the projection moves, the masks do."""
+    weights computes the same masks (any frame count); once the projection moves, the masks do. With
+    --time-rnn-levels 2 the same holds for the first decoder level's GRU, gained from a one-level model."""
     from vsep.model import build_unet
 
-    plain, rnn = build_unet(TINY), build_unet(dataclasses.replace(TINY, time_rnn=4))
+    start = dataclasses.replace(TINY, time_rnn=4) if levels > 1 else TINY
+    plain, rnn = build_unet(start), build_unet(dataclasses.replace(TINY, time_rnn=4, time_rnn_levels=levels))
     for layer in plain.layers:
         if layer.weights:
             rnn.get_layer(layer.name).set_weights(layer.get_weights())
@@ -329,7 +331,7 @@ def test_time_rnn_block_starts_as_the_unet_without_it_and_then_learns(frames):
     a, b = plain(x, training=False).numpy(), rnn(x, training=False).numpy()
     assert b.shape == (2, frames, TINY.bins, 2) and rnn.count_params() > plain.count_params()
     np.testing.assert_array_equal(a, b)
-    block = rnn.get_layer("bottleneck_rnn")
+    block = rnn.get_layer("bottleneck_rnn" if levels == 1 else f"dec{TINY.depth - 1}_rnn")
     kernel, bias = block.proj.get_weights()
     block.proj.set_weights([np.random.default_rng(1).normal(size=kernel.shape).astype("float32"), bias])
     assert np.abs(rnn(x, training=False).numpy() - a).max() > 1e-3

@@ -294,19 +294,22 @@ def test_int8_graph_is_close_preferred_and_never_stale(tiny_dir, tmp_path, capsy
     assert runtime.load(str(d)).runtime == "tf"
 
 
-def test_graph_of_a_model_with_a_time_rnn_matches_keras(tmp_path):
-    """The bottleneck's bidirectional GRU (``--time-rnn``) in the graph: ONNX's GRU against Keras', with
-    its zero-initialised projection randomised so that the GRU's output reaches the masks."""
+@pytest.mark.parametrize("levels", [1, 2])
+def test_graph_of_a_model_with_a_time_rnn_matches_keras(tmp_path, levels):
+    """The bidirectional GRUs (``--time-rnn``, at the bottleneck and with ``--time-rnn-levels 2`` on the
+    first decoder level too) in the graph: ONNX's GRU against Keras', with their zero-initialised
+    projections randomised so that each GRU's output reaches the masks."""
     from dataclasses import replace
 
     from vsep.inference import chunk_geometry
     from vsep.model import SeparationModel
 
-    cfg = replace(TINY, time_rnn=4)
+    cfg = replace(TINY, time_rnn=4, time_rnn_levels=levels)
     model = SeparationModel(cfg).build_for()
-    rnn = model.unet.get_layer("bottleneck_rnn")
     rng = np.random.default_rng(3)
-    rnn.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in rnn.get_weights()])
+    names = ["bottleneck_rnn"] + [f"dec{TINY.depth - 1}_rnn"] * (levels > 1)
+    for rnn in map(model.unet.get_layer, names):
+        rnn.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in rnn.get_weights()])
     model_io.save_weights(model, str(tmp_path))
     model_io.write_config(str(tmp_path), model_io.config_document(cfg, TrainConfig()))
     onnx_model.write(model, tmp_path)

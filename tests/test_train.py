@@ -364,7 +364,8 @@ def test_init_from_starts_a_new_run_at_another_models_weights(trained, data_dir,
 def test_init_from_gains_a_time_rnn_served_by_onnx_and_tensorflow(trained, data_dir, tmp_path, capsys):
     """``--time-rnn`` on top of a model without one: its layers start at that model's weights, the new
     block at zero (same masks); training writes its ONNX graph (the GRU as ONNX's GRU op), which serves it,
-    and TensorFlow serves the same within float tolerance. The way back (dropping the block) is refused."""
+    and TensorFlow serves the same within float tolerance. The way back (dropping the block) is refused, and
+    so is dropping a level (``--time-rnn-levels``), while gaining one is allowed."""
     from vsep import train
     from vsep.api import Separator
 
@@ -390,6 +391,13 @@ def test_init_from_gains_a_time_rnn_served_by_onnx_and_tensorflow(trained, data_
         assert all(y.shape == x.shape and np.all(np.isfinite(y)) for y in outs[runtime].values())
     np.testing.assert_allclose(outs["onnx"][TARGET], outs["tf"][TARGET], atol=1e-3)
     rc = train.main([*_train_argv(data_dir, tmp_path / "back", 1, 1), "--init-from", str(model_dir)])
+    assert rc == 2 and "model config differs" in _one_line_error(capsys)
+    two = tmp_path / "two"
+    assert train.main([*_train_argv(data_dir, two, 1, 1), "--init-from", str(model_dir), "--time-rnn", "4",
+                       "--time-rnn-levels", "2", "--learning-rate", "1e-9"]) == 0
+    assert model_io.load(str(two)).unet.get_layer("dec2_rnn").units == 4  # depth 3: the decoder's first level
+    capsys.readouterr()
+    rc = train.main([*_train_argv(data_dir, tmp_path / "one", 1, 1), "--init-from", str(two), "--time-rnn", "4"])
     assert rc == 2 and "model config differs" in _one_line_error(capsys)
 
 

@@ -158,6 +158,8 @@ class ModelConfig:
     )
     time_rnn: int = opt(0, "units of a bidirectional GRU along time at the U-Net's bottleneck, on every "
                         "frequency row, added as a residual (0: none; the graph is then served by TensorFlow)")
+    time_rnn_levels: int = opt(1, "U-Net levels with such a GRU, from the bottleneck up: 1 the bottleneck alone, 2 "
+                               "also the first decoder level (twice the frames and bins), and so on")
     film_decoder: bool = opt(False, "a conditioned model also modulates every decoder layer but the last by the "
                              "embedding (FiLM, identity at initialisation), not only the encoder layers")
     input_norm: str = opt(
@@ -200,6 +202,8 @@ class ModelConfig:
             raise ValueError(f"patch_frames must be at least 2**depth = {2**self.depth}")
         if self.embed_dim < 0:
             raise ValueError("embed_dim must be 0 (one target) or positive")
+        if not 1 <= self.time_rnn_levels <= self.depth:
+            raise ValueError(f"time_rnn_levels must be 1 to depth = {self.depth}")
         if self.film_decoder and not self.embed_dim:
             raise ValueError("film_decoder needs a conditioned model (embed_dim > 0)")
         if self.speaker_encoder not in SPEAKER_ENCODERS:

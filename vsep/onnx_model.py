@@ -267,6 +267,8 @@ def _unet(g: _Graph, unet, cfg, x: str, film: tuple[str, str] | None = None) -> 
         x = g.op("DepthToSpace", x, blocksize=2, mode="CRD")
         if film and i > 0 and cfg.film_decoder:
             x = _film(g, unet.get_layer(f"dec{i}_film"), x, *film)
+        if cfg.time_rnn and j + 1 < cfg.time_rnn_levels:
+            x = _time_rnn(g, unet.get_layer(f"dec{i}_rnn"), x)
     return g.op("Sigmoid", x)
 
 

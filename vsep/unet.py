@@ -103,6 +103,8 @@ def build_unet(cfg: ModelConfig, precision: str = "float32") -> keras.Model:
         x = keras.layers.ReLU(name=f"dec{i}_act", **kw)(x)
         if emb is not None and cfg.film_decoder:
             x = FiLM(name=f"dec{i}_film", **kw)([x, emb])
+        if cfg.time_rnn and j + 1 < cfg.time_rnn_levels:
+            x = TimeRNN(cfg.time_rnn, name=f"dec{i}_rnn", **kw)(x)
         if j < 3 and cfg.dropout > 0:
             x = keras.layers.Dropout(cfg.dropout, name=f"dec{i}_dropout", **kw)(x)
     masks = keras.layers.Activation("sigmoid", name="masks", dtype="float32")(x)
