@@ -134,6 +134,31 @@ def test_similar_pairs_draw_the_second_voice_among_the_nearest_other_persons():
         make_datasets("unused", TINY, TrainConfig(similar_pairs=0.5))
 
 
+def test_embed_noise_moves_training_enrollments_to_nearby_rectified_unit_embeddings():
+    """``embed_noise``: a training enrollment is its clean unit mean plus noise, rectified and made unit length
+    again, so its cosine to the clean one falls below 1 but stays high at 0.03; validation's stay clean."""
+    from vsep.enroll_data import Sampler, make_datasets
+
+    speaker = np.repeat(np.arange(3), 4).astype(np.int32)
+    windows = np.random.default_rng(0).normal(0, 0.1, (12, 8000)).astype(np.float16)
+    b = bank.Bank(windows, speaker, speaker == 2, ["a", "b", "noise:n"], 16000)
+    emb = np.abs(np.random.default_rng(1).normal(size=(12, 256))).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    clean_mean = emb[1:4].mean(axis=0)
+    clean_mean /= np.linalg.norm(clean_mean)
+    cos = {}
+    for split, std in (("train", 0.03), ("val", 0.03), ("train", 0.0)):
+        s = Sampler(b, 4000, TARGET, TrainConfig(embed_noise=std, precomputed_embeddings=True), split, emb)
+        rng = np.random.default_rng(3)
+        draws = [s.enrollment(rng, 0, 0) for _ in range(50)]
+        assert all(np.all(e >= 0) and abs(np.linalg.norm(e) - 1) < 1e-5 for e in draws)
+        cos[split, std] = float(np.mean([e @ clean_mean for e in draws]))
+    assert 0.85 < cos["train", 0.03] < cos["train", 0.0] - 0.03, cos
+    assert abs(cos["val", 0.03] - cos["train", 0.0]) < 1e-6, cos  # validation: the same draws, no noise
+    with pytest.raises(ValueError, match="embed_noise"):
+        make_datasets("unused", TINY, TrainConfig(embed_noise=0.03))
+
+
 def _conditioned(cfg=TINY):
     from vsep.model import SeparationModel
 

@@ -90,6 +90,7 @@ class Sampler:
             raise ValueError(f"the bank's {split} split needs two speakers, one of them with two or more windows")
         if not len(self.noise):
             raise ValueError(f"the bank has no noise windows in its {split} split (hold out a noise for val too)")
+        self.noise_std = tcfg.embed_noise if split == "train" else 0.0
         self.nearest = None
         if tcfg.similar_pairs > 0 and split == "train" and embeddings is not None:
             self.nearest = nearest_voices(embeddings, bank, self.targets, SIMILAR_K)
@@ -114,6 +115,8 @@ class Sampler:
             return np.asarray(self.bank.windows[int(rng.choice(own))], np.float32)
         k = int(rng.integers(1, min(ENROLL_WINDOWS, len(own)) + 1))
         mean = self.embeddings[rng.choice(own, k, replace=False)].mean(axis=0)
+        if self.noise_std:  # TrainConfig.embed_noise: a nearby voice, still rectified as GE2E's are
+            mean = np.maximum(mean / (np.linalg.norm(mean) + 1e-8) + rng.normal(0, self.noise_std, mean.shape), 0)
         return (mean / (np.linalg.norm(mean) + 1e-8)).astype(np.float32)
 
     def _speaker(self, rng: np.random.Generator) -> int:
@@ -270,6 +273,8 @@ def make_datasets(root: str, cfg: ModelConfig, tcfg: TrainConfig, model=None):
 
     if not 0.0 <= tcfg.similar_pairs <= 1.0:
         raise ValueError(f"similar_pairs must lie in [0, 1], got {tcfg.similar_pairs}")
+    if tcfg.embed_noise < 0 or (tcfg.embed_noise and not tcfg.precomputed_embeddings):
+        raise ValueError("embed_noise must be 0 or positive, and needs precomputed_embeddings")
     if tcfg.similar_pairs and not tcfg.precomputed_embeddings:
         raise ValueError("similar_pairs needs precomputed_embeddings (the voices are compared by them)")
     train_bank, val_bank = bank_mod.load(root, "train"), bank_mod.load(root, "val")
