@@ -337,6 +337,13 @@ def test_time_rnn_block_starts_as_the_unet_without_it_and_then_learns(frames, le
     assert np.abs(rnn(x, training=False).numpy() - a).max() > 1e-3
 
 
+@pytest.mark.parametrize("changes", [{"time_rnn": 4, "time_rnn_levels": 0}, {"time_rnn": 4, "time_rnn_levels": 4},
+                                     {"time_rnn": 0, "time_rnn_levels": 2}])
+def test_time_rnn_levels_are_refused_outside_the_unet_or_without_a_gru(changes):
+    with pytest.raises(ValueError, match="time_rnn_levels must be 1 to depth = 3"):
+        dataclasses.replace(TINY, **changes).validate()
+
+
 def test_deleted_share_counts_only_what_the_estimate_lacks():
     from vsep.model import deleted_share
 

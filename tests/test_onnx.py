@@ -317,7 +317,7 @@ def test_graph_of_a_model_with_a_time_rnn_matches_keras(tmp_path, levels):
     rows = rng.normal(0, 0.1, (2, 2, length)).astype(np.float32)
     out = _run(_session(tmp_path), rows, 0.0)
     ref = model.separate_channels(tf.constant(rows.mean(axis=1)), tf.constant(rows), floor=0.0).numpy()
-    without = replace(cfg, time_rnn=0)
+    without = replace(cfg, time_rnn=0, time_rnn_levels=1)
     plain = SeparationModel(without).build_for()
     for layer in plain.unet.layers:
         if layer.weights:

@@ -64,7 +64,9 @@ def main() -> int:
     history = [json.loads(x) for x in (model / "history.jsonl").read_text().splitlines() if x.strip()]
     best = min(history, key=lambda h: h["val_loss"]) if history else {}
     mcfg, tcfg = doc["model"], doc["train"]
+    levels = mcfg.get("time_rnn_levels", 1) - 1
     rnn = (f", and a residual bidirectional GRU ({mcfg['time_rnn']} units each way) along time at the bottleneck"
+           + (f" and on the first {levels} decoder level{'s' * (levels > 1)}" if levels else "")
            if mcfg.get("time_rnn") else "")
     shifts = (f", and every training voice shifted by {', '.join(f'{x:+g}' for x in tcfg['voice_shifts'])} % in "
               "pitch and formants as voices of their own" if tcfg.get("voice_shifts") else "")

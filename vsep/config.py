@@ -202,8 +202,8 @@ class ModelConfig:
             raise ValueError(f"patch_frames must be at least 2**depth = {2**self.depth}")
         if self.embed_dim < 0:
             raise ValueError("embed_dim must be 0 (one target) or positive")
-        if not 1 <= self.time_rnn_levels <= self.depth:
-            raise ValueError(f"time_rnn_levels must be 1 to depth = {self.depth}")
+        if not 1 <= self.time_rnn_levels <= self.depth or (self.time_rnn_levels > 1 and not self.time_rnn):
+            raise ValueError(f"time_rnn_levels must be 1 to depth = {self.depth}, and above 1 needs time_rnn")
         if self.film_decoder and not self.embed_dim:
             raise ValueError("film_decoder needs a conditioned model (embed_dim > 0)")
         if self.speaker_encoder not in SPEAKER_ENCODERS:
@@ -267,8 +267,9 @@ class TrainConfig:
                                "training only")
     embed_noise: float = opt(0.0, "standard deviation of Gaussian noise added to each element of a training "
                              "enrollment's embedding before it is rectified and made unit length again (needs "
-                             "precomputed_embeddings; with GE2E, 0.03 keeps a cosine of 0.93 to the clean one, 0.05 of 0.85): the masks "
-                             "learn to answer to voices between those of the training set; training only")
+                             "precomputed_embeddings; with GE2E, 0.03 keeps a cosine of 0.93 to the clean one, "
+                             "0.05 of 0.85): the masks learn to answer to voices between those of the training "
+                             "set; training only")
     precomputed_embeddings: bool = opt(False, "a conditioned model with the frozen pretrained encoder (speaker_"
                                        "encoder 'ge2e') trains on embeddings of the bank's windows computed once "
                                        "(cached in the bank): an enrollment is the mean of 1-8 windows' "

@@ -204,7 +204,7 @@ def init_weights(model, mcfg: ModelConfig, model_dir: str) -> None:
     # without: both start as the identity)
     gains = {"embed_dim", "speaker_encoder"} if other.embed_dim == 0 else set()
     gains |= {"time_rnn"} if other.time_rnn == 0 else set()
-    gains |= {"time_rnn_levels"} if other.time_rnn_levels < mcfg.time_rnn_levels or not other.time_rnn else set()
+    gains |= {"time_rnn_levels"} if other.time_rnn_levels < mcfg.time_rnn_levels else set()
     gains |= {"film_decoder"} if not other.film_decoder else set()
     if dataclasses.replace(other, **{k: getattr(mcfg, k) for k in gains}) != mcfg:
         raise ValueError(f"--init-from {model_dir}: its model config differs from this run's")
