@@ -66,7 +66,8 @@ def main() -> int:
     mcfg, tcfg = doc["model"], doc["train"]
     levels = mcfg.get("time_rnn_levels", 1) - 1
     rnn = (f", and a residual bidirectional GRU ({mcfg['time_rnn']} units each way) along time at the bottleneck"
-           + (f" and on the first {levels} decoder level{'s' * (levels > 1)}" if levels else "")
+           + (" and on the first decoder level" if levels == 1 else f" and on the first {levels} decoder levels"
+              if levels else "")
            if mcfg.get("time_rnn") else "")
     shifts = (f", and every training voice shifted by {', '.join(f'{x:+g}' for x in tcfg['voice_shifts'])} % in "
               "pitch and formants as voices of their own" if tcfg.get("voice_shifts") else "")
